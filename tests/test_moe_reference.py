@@ -9,8 +9,9 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from evalkit.backends.moe.checkpoint import dequantize_block_fp8, load_checkpoint
+from evalkit.backends.moe.checkpoint import load_checkpoint
 from evalkit.backends.moe.model import Gate, ModelArgs
+from evalkit.backends.moe.quant import weight_dequant
 
 from evalkit.errors import BackendError
 
@@ -195,20 +196,20 @@ def naive_dequant(weight: torch.Tensor, scale_inv: torch.Tensor, block: tuple[in
 
 
 @pytest.mark.parametrize("shape, block", [((160, 256), (128, 128)), ((10, 7), (4, 3)), ((8, 8), (8, 8))])
-def test_dequantize_block_fp8_matches_naive_loop(shape, block):
+def test_weight_dequant_matches_naive_loop(shape, block):
     gen = torch.Generator().manual_seed(5)
     weight = (torch.randn(shape, generator=gen) * 100).clamp(-448, 448).to(torch.float8_e4m3fn)
     grid = (-(-shape[0] // block[0]), -(-shape[1] // block[1]))
     scale_inv = torch.rand(grid, generator=gen) + 0.01
-    got = dequantize_block_fp8(weight, scale_inv, block)
+    got = weight_dequant(weight, scale_inv, block)
     assert torch.equal(got, naive_dequant(weight, scale_inv, block))
 
 
-def test_dequantize_block_fp8_rejects_mismatched_grid():
+def test_weight_dequant_rejects_mismatched_grid():
     weight = torch.zeros(160, 256, dtype=torch.float8_e4m3fn)
     # 160 rows in 128-row blocks need a 2-row grid; a grid that disagrees must fail loudly, not be reinterpreted.
     with pytest.raises(ValueError, match="expected"):
-        dequantize_block_fp8(weight, torch.ones(3, 2), (128, 128))
+        weight_dequant(weight, torch.ones(3, 2), (128, 128))
 
 
 def test_fp8_checkpoint_dequantizes_at_load(pair, tmp_path):
@@ -233,7 +234,7 @@ def test_fp8_checkpoint_dequantizes_at_load(pair, tmp_path):
     config["quantization_config"] = {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": list(block)}
     (tmp_path / "config.json").write_text(json.dumps(config))
     loaded = load_checkpoint(tmp_path).layers[1].attn.wkv_a.weight
-    assert torch.equal(loaded, dequantize_block_fp8(tensors[name], scale_inv, block))
+    assert torch.equal(loaded, weight_dequant(tensors[name], scale_inv, block))
     assert rel_l2(loaded, ours.layers[1].attn.wkv_a.weight) < 0.1
 
 

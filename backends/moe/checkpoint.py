@@ -19,6 +19,7 @@ from safetensors import safe_open
 from evalkit.errors import BackendError
 
 from .model import ModelArgs, Transformer
+from .quant import weight_dequant
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
@@ -70,23 +71,6 @@ def hf_to_local(name: str, n_layers: int) -> str | None:
         raise KeyError(name)
     owner = f"ffn.{mlp[1]}" if mlp[1] else "ffn"
     return f"layers.{layer}.{owner}.{_MLP_PROJ[mlp[2]]}.weight"
-
-
-def dequantize_block_fp8(weight: torch.Tensor, scale_inv: torch.Tensor, block: tuple[int, int]) -> torch.Tensor:
-    """fp32 weight from an fp8 weight [R, C] and per-block multipliers [ceil(R/br), ceil(C/bc)].
-
-    Edge blocks may be partial (e.g. V3's 576-row kv_a_proj with 128-row blocks): each scale is
-    expanded to a full block and cropped, never inferred from R / scale rows."""
-    rows, cols = weight.shape
-    block_rows, block_cols = block
-    grid = (-(-rows // block_rows), -(-cols // block_cols))
-    if tuple(scale_inv.shape) != grid:
-        raise ValueError(
-            f"scale_inv shape {tuple(scale_inv.shape)} does not match weight {(rows, cols)} "
-            f"in {block_rows}x{block_cols} blocks (expected {grid})"
-        )
-    scale = scale_inv.float().repeat_interleave(block_rows, 0)[:rows].repeat_interleave(block_cols, 1)[:, :cols]
-    return weight.float() * scale
 
 
 def _read_config(directory: Path) -> dict[str, Any]:
@@ -194,7 +178,7 @@ def load_checkpoint(
                 )
             block = block or _block_size(config, directory)
             try:
-                tensor = dequantize_block_fp8(tensor, read(scale_name), block)
+                tensor = weight_dequant(tensor, read(scale_name), block)
             except ValueError as err:
                 raise BackendError(
                     f"{path}: {name}: {err}; "
