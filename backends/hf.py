@@ -1,15 +1,12 @@
 """Hugging Face transformers backend: `hf:/path/to/checkpoint` or `hf:org/name`.
 
-Generation uses its own batched decoding loop instead of `model.generate` so that every completion
-draws from its own seeded generator: completion j of a request is seeded with `seed + j` whatever
-else shares its batch, which keeps resumed and re-batched runs reproducible.
+The model is loaded with transformers; decoding and scoring are `causal_lm.CausalLM`'s (seeded per
+completion), over forward passes that use the model's own KV cache.
 """
 from __future__ import annotations
 
 import hashlib
 import inspect
-import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,10 +14,10 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from evalkit.backend import Completion, FinishReason, GenerateRequest, Loglikelihood, LoglikelihoodRequest
+from evalkit.backend import Completion, GenerateRequest, Loglikelihood, LoglikelihoodRequest
 from evalkit.errors import BackendError, UserError
 
-log = logging.getLogger(__name__)
+from .causal_lm import CausalLM, eos_token_ids
 
 DTYPES: dict[str, torch.dtype | str] = {
     "float32": torch.float32,
@@ -78,30 +75,48 @@ def _is_weight_file(name: str) -> bool:
     )
 
 
-@dataclass
-class _Row:
-    """One completion being decoded: a prompt copy with its own generator and stopping state."""
+class HFForwardPasses:
+    """`ForwardPasses` over a transformers causal LM: its own KV cache, explicit positions for left padding."""
 
-    request: int
-    index: int
-    prompt: list[int]
-    budget: int
-    temperature: float
-    top_p: float
-    stop: tuple[str, ...]
-    generator: torch.Generator
-    tokens: list[int] = field(default_factory=list)
-    finish: FinishReason | None = None
-    hit_eos: bool = False
+    def __init__(self, model: Any, device: str) -> None:
+        self.model = model
+        self.device = device
+        # Projecting only the needed positions onto the vocabulary saves B*L*V floats per forward.
+        self._can_slice_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
 
+    def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
+                 cache: Any, keep: int, use_cache: bool = True) -> Any:
+        return self.model(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=use_cache,
+            **({"logits_to_keep": keep} if self._can_slice_logits else {}),
+        )
 
-@dataclass
-class _ScoreRow:
-    """One forward row of a loglikelihood batch; `targets` maps request index -> continuation ids,
-    all read from the last len(ids) positions of the row (several requests when they share it)."""
+    def prefill(self, input_ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int) -> tuple[torch.Tensor, Any]:
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self._forward(input_ids, mask, positions, None, 1)
+        return out.logits[:, -1, :].float(), [out.past_key_values, mask]
 
-    inputs: list[int]
-    targets: dict[int, list[int]]
+    def decode(self, state: Any, next_ids: torch.Tensor) -> torch.Tensor:
+        cache, mask = state
+        mask = torch.cat([mask, mask.new_ones(len(mask), 1)], dim=-1)
+        positions = mask.sum(-1, keepdim=True) - 1
+        out = self._forward(next_ids.unsqueeze(-1), mask, positions, cache, 1)
+        state[:] = [out.past_key_values, mask]
+        return out.logits[:, -1, :].float()
+
+    def keep_rows(self, state: Any, rows: torch.Tensor) -> Any:
+        cache, mask = state
+        cache.batch_select_indices(rows)
+        return [cache, mask[rows]]
+
+    def score(self, input_ids: torch.Tensor, mask: torch.Tensor, span: int) -> torch.Tensor:
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self._forward(input_ids, mask, positions, None, span, use_cache=False)
+        return out.logits[:, -span:, :].float()
 
 
 class HFBackend:
@@ -157,10 +172,15 @@ class HFBackend:
         template = self.tokenizer.chat_template if isinstance(self.tokenizer.chat_template, str) else None
         self.chat_template = template
         self.chat_template_status = "absent" if not template else ("applied" if use_template else "disabled")
-        self.eos_ids = _eos_ids(self.tokenizer, self.model)
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        # Projecting only the needed positions onto the vocabulary saves B*L*V floats per forward.
-        self._can_slice_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        self.lm = CausalLM(
+            tokenizer=self.tokenizer,
+            passes=HFForwardPasses(self.model, self.device),
+            batch_size=self.batch_size,
+            max_length=self.max_length,
+            chat_template_status=self.chat_template_status,
+            eos_ids=eos_token_ids(self.tokenizer, getattr(self.model, "generation_config", None)),
+            name="hf",
+        )
 
         identity = f"hf:{self.resolved}@{self.fingerprint};dtype={self.dtype}"
         identity += f";chat_template={'on' if self.chat_template_status == 'applied' else 'off'}"
@@ -208,220 +228,13 @@ class HFBackend:
         }
 
     def render(self, request: GenerateRequest) -> str:
-        """The exact text sent to the model for `request`."""
-        if request.messages is not None:
-            if self.chat_template_status == "applied":
-                return self.tokenizer.apply_chat_template(
-                    [dict(m) for m in request.messages], add_generation_prompt=True, tokenize=False
-                )
-            return "\n\n".join(m["content"] for m in request.messages)
-        if request.prompt is None:
-            raise BackendError("generate request has neither prompt nor messages; the task must set one")
-        return request.prompt
+        return self.lm.render(request)
 
-    def encode_prompt(self, request: GenerateRequest) -> list[int]:
-        text = self.render(request)
-        # A rendered chat template already carries its special tokens (BOS, role markers).
-        templated = request.messages is not None and self.chat_template_status == "applied"
-        return self.tokenizer(text, add_special_tokens=not templated)["input_ids"]
-
-    @torch.inference_mode()
     def generate(self, requests: Sequence[GenerateRequest]) -> list[list[Completion]]:
-        rows: list[_Row] = []
-        for i, request in enumerate(requests):
-            prompt = self.encode_prompt(request)
-            room = request.max_tokens
-            if self.max_length is not None:
-                room = min(room, self.max_length - len(prompt))
-            base_seed = 0 if request.seed is None else request.seed
-            for j in range(request.n):
-                generator = torch.Generator(device=self.device).manual_seed(base_seed + j)
-                rows.append(
-                    _Row(i, j, prompt, max(room, 0), request.temperature, request.top_p, request.stop, generator)
-                )
-        # Longest first: similar lengths share a batch (little padding) and an out-of-memory shows at once.
-        order = sorted(rows, key=lambda r: -len(r.prompt))
-        for start in range(0, len(order), self.batch_size):
-            self._decode_batch([r for r in order[start : start + self.batch_size] if r.budget > 0])
+        return self.lm.generate(requests)
 
-        results: list[list[Completion]] = [[] for _ in requests]
-        for row in rows:
-            results[row.request].append(self._completion(row))
-        return results
-
-    def _decode_batch(self, batch: list[_Row]) -> None:
-        if not batch:
-            return
-        width = max(len(r.prompt) for r in batch)
-        input_ids = torch.tensor([[self.pad_id] * (width - len(r.prompt)) + r.prompt for r in batch])
-        mask = torch.tensor([[0] * (width - len(r.prompt)) + [1] * len(r.prompt) for r in batch])
-        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = None
-        active = batch
-        while True:
-            out = self.model(
-                input_ids=input_ids,
-                attention_mask=mask,
-                position_ids=positions,
-                past_key_values=cache,
-                use_cache=True,
-                **({"logits_to_keep": 1} if self._can_slice_logits else {}),
-            )
-            cache = out.past_key_values
-            logits = out.logits[:, -1, :].float()
-            greedy = logits.argmax(-1).tolist()
-            next_tokens = [
-                greedy[k] if row.temperature <= 0 else self._sample(row, logits[k]) for k, row in enumerate(active)
-            ]
-            keep = []
-            for k, (row, token) in enumerate(zip(active, next_tokens)):
-                if row.finish is None:
-                    self._advance(row, token)
-                if row.finish is None:
-                    keep.append(k)
-            if not keep:
-                return
-            if len(keep) < len(active) and hasattr(cache, "batch_select_indices"):
-                index = torch.tensor(keep, device=self.device)
-                cache.batch_select_indices(index)
-                mask = mask[index]
-                active = [active[k] for k in keep]
-                next_tokens = [next_tokens[k] for k in keep]
-            mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=-1)
-            positions = mask.sum(-1, keepdim=True) - 1
-            input_ids = torch.tensor(next_tokens, device=self.device).unsqueeze(-1)
-
-    @staticmethod
-    def _sample(row: _Row, logits: torch.Tensor) -> int:
-        probs = torch.softmax(logits / row.temperature, dim=-1)
-        if row.top_p < 1.0:
-            sorted_probs, sorted_ids = probs.sort(descending=True)
-            # Keep the smallest prefix whose mass reaches top_p: a token stays if the mass before it is below top_p.
-            keep = (sorted_probs.cumsum(-1) - sorted_probs) < row.top_p
-            keep[0] = True
-            sorted_probs = sorted_probs * keep
-            choice = torch.multinomial(sorted_probs / sorted_probs.sum(), 1, generator=row.generator)
-            return int(sorted_ids[choice])
-        return int(torch.multinomial(probs, 1, generator=row.generator))
-
-    def _advance(self, row: _Row, token: int) -> None:
-        if token in self.eos_ids:
-            row.finish, row.hit_eos = "stop", True
-            return
-        row.tokens.append(token)
-        if row.stop and self._stop_in_tail(row):
-            row.finish = "stop"
-        elif len(row.tokens) >= row.budget:
-            row.finish = "length"
-
-    def _stop_in_tail(self, row: _Row) -> bool:
-        # A stop string first completed by the newest token lies within the last 4 tokens per character
-        # (a token holds at least one byte), so decoding that tail avoids re-decoding long outputs each step.
-        window = 4 * max(len(s) for s in row.stop) + 4
-        tail = self.tokenizer.decode(row.tokens[-window:], skip_special_tokens=True)
-        return any(s in tail for s in row.stop)
-
-    def _completion(self, row: _Row) -> Completion:
-        text = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
-        finish = row.finish or "length"
-        hits = [i for i in (text.find(s) for s in row.stop) if i >= 0]
-        if hits:
-            text, finish = text[: min(hits)], "stop"
-        # The EOS token is not in the text but was generated, so it counts.
-        generated = len(row.tokens) + row.hit_eos
-        return Completion(text, finish, prompt_tokens=len(row.prompt), completion_tokens=generated)
-
-    @torch.inference_mode()
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
-        rows = self._score_rows(requests)
-        results: list[Loglikelihood | None] = [None] * len(requests)
-        order = sorted(rows, key=lambda r: -len(r.inputs))
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            for i, value in self._score_batch(batch).items():
-                results[i] = value
-        return results  # type: ignore[return-value]  # every index is filled by exactly one row
-
-    def _score_rows(self, requests: Sequence[LoglikelihoodRequest]) -> list[_ScoreRow]:
-        rows: list[_ScoreRow] = []
-        shared: dict[tuple[int, ...], _ScoreRow] = {}
-        # MMLU asks 4 continuations of each long context: tokenize each context once per call.
-        context_tokens: dict[str, list[int]] = {}
-        truncated = 0
-        for i, request in enumerate(requests):
-            context, continuation = self._split_tokens(request, context_tokens)
-            if self.max_length is not None and len(context) + len(continuation) > self.max_length:
-                keep = self.max_length - len(continuation)
-                if keep < 1:
-                    raise BackendError(
-                        f"loglikelihood continuation of {len(continuation)} tokens does not fit the context "
-                        f"length {self.max_length}; raise max_length or shorten the continuation"
-                    )
-                context = context[-keep:]
-                truncated += 1
-            if len(continuation) == 1:
-                # MMLU-style choices: one row for the shared context, every choice read off its last position.
-                key = tuple(context)
-                if key not in shared:
-                    shared[key] = _ScoreRow(context, {})
-                    rows.append(shared[key])
-                shared[key].targets[i] = continuation
-            else:
-                rows.append(_ScoreRow(context + continuation[:-1], {i: continuation}))
-        if truncated:
-            log.warning(
-                "hf backend: cut %d loglikelihood context(s) from the left to fit max_length=%d",
-                truncated,
-                self.max_length,
-            )
-        return rows
-
-    def _split_tokens(self, request: LoglikelihoodRequest,
-                      context_tokens: dict[str, list[int]]) -> tuple[list[int], list[int]]:
-        if not request.continuation:
-            raise BackendError("loglikelihood request has an empty continuation; the task must give a non-empty one")
-        if request.context not in context_tokens:
-            context_tokens[request.context] = self.tokenizer(request.context)["input_ids"]
-        context = context_tokens[request.context]
-        whole = self.tokenizer(request.context + request.continuation)["input_ids"]
-        # Tokenizing together keeps merges across the boundary as the model saw them in training.
-        if len(whole) > len(context) and whole[: len(context)] == context:
-            continuation = whole[len(context) :]
-        else:
-            continuation = self.tokenizer(request.continuation, add_special_tokens=False)["input_ids"]
-        if not context or not continuation:
-            raise BackendError(
-                f"loglikelihood request {request.context[-40:]!r} + {request.continuation!r} tokenizes to an empty "
-                f"context or continuation; give a context the tokenizer maps to at least one token"
-            )
-        return context, continuation
-
-    def _score_batch(self, batch: list[_ScoreRow]) -> dict[int, Loglikelihood]:
-        # Left padding lines up every row's continuation at the right edge, so only the last
-        # `span` positions need logits.
-        width = max(len(r.inputs) for r in batch)
-        span = max(len(t) for r in batch for t in r.targets.values())
-        input_ids = torch.tensor([[self.pad_id] * (width - len(r.inputs)) + r.inputs for r in batch])
-        mask = torch.tensor([[0] * (width - len(r.inputs)) + [1] * len(r.inputs) for r in batch])
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(
-            input_ids=input_ids.to(self.device),
-            attention_mask=mask.to(self.device),
-            position_ids=positions.to(self.device),
-            use_cache=False,
-            **({"logits_to_keep": span} if self._can_slice_logits else {}),
-        )
-        logprobs = torch.log_softmax(out.logits[:, -span:, :].float(), dim=-1)
-        greedy = logprobs.argmax(-1)
-        results: dict[int, Loglikelihood] = {}
-        for k, row in enumerate(batch):
-            for i, target in row.targets.items():
-                where = torch.arange(span - len(target), span, device=self.device)
-                ids = torch.tensor(target, device=self.device)
-                total = float(logprobs[k, where, ids].sum())
-                results[i] = Loglikelihood(total, bool((greedy[k, where] == ids).all()))
-        return results
+        return self.lm.loglikelihood(requests)
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -442,15 +255,3 @@ def _config_context_length(config: Any) -> int | None:
         if isinstance(value, int) and value > 0:
             return value
     return None
-
-
-def _eos_ids(tokenizer: Any, model: Any) -> frozenset[int]:
-    ids: set[int] = set()
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    generation_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    if isinstance(generation_eos, int):
-        ids.add(generation_eos)
-    elif isinstance(generation_eos, (list, tuple)):
-        ids.update(generation_eos)
-    return frozenset(ids)
