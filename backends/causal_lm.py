@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol, Sequence
 import torch
 
 from evalkit.backend import Completion, FinishReason, GenerateRequest, Loglikelihood, LoglikelihoodRequest
-from evalkit.errors import BackendError
+from evalkit.errors import BackendError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -284,14 +284,25 @@ class CausalLM:
         return results
 
 
-def eos_token_ids(tokenizer: Any, generation_config: Any = None) -> frozenset[int]:
+def eos_token_ids(tokenizer: Any, generation_eos: int | Sequence[int] | None = None) -> frozenset[int]:
     """The tokenizer's EOS plus any the generation config lists (chat models often add an end-of-turn id)."""
     ids: set[int] = set()
     if tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)
-    generation_eos = getattr(generation_config, "eos_token_id", None)
     if isinstance(generation_eos, int):
         ids.add(generation_eos)
     elif isinstance(generation_eos, (list, tuple)):
         ids.update(generation_eos)
     return frozenset(ids)
+
+
+def positive_int_option(value: Any, backend: str, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"{backend} option {name}={value!r} must be a positive integer")
+    return value
+
+
+def flag_option(value: Any, backend: str, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise UserError(f"{backend} option {name}={value!r} must be true or false")
+    return value

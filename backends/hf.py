@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from evalkit.backend import Completion, GenerateRequest, Loglikelihood, LoglikelihoodRequest
 from evalkit.errors import BackendError, UserError
 
-from .causal_lm import CausalLM, eos_token_ids
+from .causal_lm import CausalLM, eos_token_ids, flag_option, positive_int_option
 
 DTYPES: dict[str, torch.dtype | str] = {
     "float32": torch.float32,
@@ -137,12 +137,12 @@ class HFBackend:
         dtype_name = options.get("dtype") or ("float32" if self.device == "cpu" else "auto")
         if dtype_name not in DTYPES:
             raise UserError(f"hf option dtype={dtype_name!r} is not one of {', '.join(DTYPES)}")
-        self.batch_size = _positive_int(options.get("batch_size", DEFAULT_BATCH_SIZE), "batch_size")
-        use_template = _flag(options.get("chat_template", True), "chat_template")
-        trust_remote_code = _flag(options.get("trust_remote_code", False), "trust_remote_code")
+        self.batch_size = positive_int_option(options.get("batch_size", DEFAULT_BATCH_SIZE), "hf", "batch_size")
+        use_template = flag_option(options.get("chat_template", True), "hf", "chat_template")
+        trust_remote_code = flag_option(options.get("trust_remote_code", False), "hf", "trust_remote_code")
         requested_max = options.get("max_length")
         if requested_max is not None:
-            requested_max = _positive_int(requested_max, "max_length")
+            requested_max = positive_int_option(requested_max, "hf", "max_length")
         try:
             torch.device(self.device)
         except RuntimeError as exc:
@@ -178,7 +178,9 @@ class HFBackend:
             batch_size=self.batch_size,
             max_length=self.max_length,
             chat_template_status=self.chat_template_status,
-            eos_ids=eos_token_ids(self.tokenizer, getattr(self.model, "generation_config", None)),
+            eos_ids=eos_token_ids(
+                self.tokenizer, getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+            ),
             name="hf",
         )
 
@@ -235,18 +237,6 @@ class HFBackend:
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
         return self.lm.loglikelihood(requests)
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(f"hf option {name}={value!r} must be a positive integer")
-    return value
-
-
-def _flag(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise UserError(f"hf option {name}={value!r} must be true or false")
-    return value
 
 
 def _config_context_length(config: Any) -> int | None:

@@ -40,7 +40,7 @@ CHAT_TEMPLATE = (
 )
 
 
-def _train_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
+def train_tiny_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
@@ -74,7 +74,7 @@ def write_tiny_checkpoint(
     if preset not in TINY_PRESETS:
         raise ValueError(f"unknown tiny preset {preset!r}; known presets: {', '.join(TINY_PRESETS)}")
     path = Path(path)
-    tokenizer = _train_tokenizer(vocab_size)
+    tokenizer = train_tiny_tokenizer(vocab_size)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         bos_token_id=tokenizer.bos_token_id,

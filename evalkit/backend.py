@@ -94,6 +94,7 @@ BackendFactory = Callable[..., Backend]
 # Built-in schemes resolve lazily (module, class) so that `import evalkit` never imports torch or transformers.
 _BUILTIN: dict[str, tuple[str, str]] = {
     "hf": ("evalkit.backends.hf", "HFBackend"),
+    "moe": ("evalkit.backends.moe.backend", "MoEBackend"),
     "replay": ("evalkit.backends.replay", "ReplayBackend"),
 }
 _FACTORIES: dict[str, BackendFactory] = {}

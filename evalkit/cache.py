@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from evalkit.backend import GenerateRequest, LoglikelihoodRequest
+
+
+def user_cache_dir() -> Path:
+    """Where evalkit keeps things worth keeping between runs (expected outputs, generated models):
+    $EVALKIT_CACHE_DIR, else ~/.cache/evalkit."""
+    root = os.environ.get("EVALKIT_CACHE_DIR")
+    return Path(root) if root else Path.home() / ".cache" / "evalkit"
 
 
 def _digest(parts: Mapping[str, Any]) -> str:

@@ -122,6 +122,19 @@ def _build_parser() -> argparse.ArgumentParser:
     init.add_argument("--preset", default="tiny", help="size preset (default tiny)")
     init.add_argument("--seed", type=int, default=0)
     init.set_defaults(handler=_cmd_hf_init)
+
+    moe = commands.add_parser("moe", help="bundled MoE (DeepSeek-V3 architecture) backend utilities")
+    moe_commands = moe.add_subparsers(dest="moe_command", metavar="COMMAND", required=True)
+    moe_init = moe_commands.add_parser(
+        "init", help="write a tiny random DeepseekV3 checkpoint in the Hugging Face FP8 format (offline)"
+    )
+    moe_init.add_argument("directory", type=Path, metavar="DIR")
+    moe_init.add_argument("--preset", default="tiny", help="size preset (default tiny)")
+    moe_init.add_argument("--seed", type=int, default=0)
+    moe_init.add_argument("--weights", choices=("fp8", "float32", "bfloat16"), default="fp8",
+                          help="fp8: block-FP8 projections with weight_scale_inv (default); float32/bfloat16: "
+                               "the same model dequantized, loadable by transformers")
+    moe_init.set_defaults(handler=_cmd_moe_init)
     return parser
 
 
@@ -236,6 +249,17 @@ def _cmd_hf_init(args: argparse.Namespace) -> int:
 
     path = write_tiny_checkpoint(args.directory, preset=args.preset, seed=args.seed)
     print(f"wrote a tiny random checkpoint to {path}; use it with --model hf:{path}")
+    return 0
+
+
+def _cmd_moe_init(args: argparse.Namespace) -> int:
+    from evalkit.backends.moe.tiny import TINY_PRESETS, write_tiny_checkpoint
+
+    if args.preset not in TINY_PRESETS:
+        raise UserError(f"unknown moe preset {args.preset!r}; known presets: {', '.join(TINY_PRESETS)}")
+    path = write_tiny_checkpoint(args.directory, preset=args.preset, seed=args.seed, weights=args.weights)
+    print(f"wrote a tiny random DeepseekV3 checkpoint ({args.weights} weights) to {path}; "
+          f"use it with --model moe:{path}")
     return 0
 
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from evalkit.cache import user_cache_dir
 from evalkit.datafiles import decode_text, jsonl, load_hub_split, require_fields
 from evalkit.errors import DataError
 from evalkit.scoring.sandbox import CallResult, Limits, Sandbox, decode_value, encode_value, get_sandbox
@@ -388,8 +389,7 @@ _REFERENCES: dict[str, Reference] = {}
 
 
 def _cache_dir() -> Path:
-    root = os.environ.get("EVALKIT_CACHE_DIR")
-    return (Path(root) if root else Path.home() / ".cache" / "evalkit") / "humaneval_expected"
+    return user_cache_dir() / "humaneval_expected"
 
 
 def reference_for(problem: Problem, kind: str) -> Reference:

@@ -18,8 +18,9 @@ from safetensors import safe_open
 
 from evalkit.errors import BackendError
 
-from .model import ModelArgs, Transformer
-from .quant import weight_dequant
+from .model import Linear, ModelArgs, Transformer, set_precision
+from .ops import PRECISIONS, Precision
+from .quant import weight_dequant, weight_quant
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
@@ -122,9 +123,19 @@ def _block_size(config: dict[str, Any], directory: Path) -> tuple[int, int]:
 
 
 def load_checkpoint(
-    directory: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+    directory: str | Path,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    precision: Precision = "ref",
+    quantize: bool = False,
 ) -> Transformer:
-    """Builds the model from `directory`'s config.json and loads its weights, cast to `dtype`."""
+    """Builds the model from `directory`'s config.json and loads its weights, cast to `dtype`.
+
+    FP8 weights are dequantized for the ref and emulate paths and kept as codes for triton.
+    `quantize` turns a BF16/FP32 checkpoint's projections into block FP8 at load (128x128 blocks,
+    or the config's weight_block_size), as if it had been stored that way."""
+    if precision not in PRECISIONS:
+        raise BackendError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     directory = Path(directory)
     if not directory.is_dir():
         raise BackendError(
@@ -155,6 +166,7 @@ def load_checkpoint(
         return handles[path].get_tensor(name)
 
     state: dict[str, torch.Tensor] = {}
+    scales: dict[str, torch.Tensor] = {}
     block: tuple[int, int] | None = None
     for name, path in weight_map.items():
         if name.endswith(SCALE_SUFFIX):
@@ -169,6 +181,8 @@ def load_checkpoint(
         if local is None:
             continue
         tensor = read(name)
+        projection = _is_projection(model, local)
+        scale_inv = None
         if tensor.dtype == torch.float8_e4m3fn:
             scale_name = name + SCALE_SUFFIX
             if scale_name not in weight_map:
@@ -176,14 +190,28 @@ def load_checkpoint(
                     f"{path} holds FP8 tensor {name} without {scale_name}; "
                     "the checkpoint is incomplete, re-download it"
                 )
+            if not projection:
+                raise BackendError(
+                    f"{path} holds {name} in FP8, but only attention and MLP projections may be quantized; "
+                    "re-export the checkpoint with that tensor in BF16"
+                )
             block = block or _block_size(config, directory)
+            scale_inv = read(scale_name).float()
+        elif quantize and projection:
+            block = block or _quantize_block(config)
+            tensor, scale_inv = weight_quant(tensor, block)
+        if scale_inv is not None:
+            assert block is not None
             try:
-                tensor = weight_dequant(tensor, read(scale_name), block)
+                dense = weight_dequant(tensor, scale_inv, block)
             except ValueError as err:
                 raise BackendError(
                     f"{path}: {name}: {err}; "
                     "check quantization_config.weight_block_size in config.json"
                 ) from None
+            scales[local] = scale_inv.to(device)
+            if precision != "triton":
+                tensor = dense
         want = expected.get(local)
         if want is None:
             raise BackendError(
@@ -195,8 +223,11 @@ def load_checkpoint(
                 f"{path}: {name} has shape {tuple(tensor.shape)}, config.json implies {tuple(want.shape)}; "
                 "config.json does not match the weights"
             )
-        # The router's correction bias stays fp32 whatever the model dtype.
-        state[local] = tensor.to(device=device, dtype=want.dtype if local.endswith("gate.bias") else dtype)
+        if scale_inv is not None and precision == "triton":
+            state[local] = tensor.to(device)
+        else:
+            # The router's correction bias stays fp32 whatever the model dtype.
+            state[local] = tensor.to(device=device, dtype=want.dtype if local.endswith("gate.bias") else dtype)
 
     if args.tie_word_embeddings and "head.weight" not in state and "embed.weight" in state:
         state["head.weight"] = state["embed.weight"]
@@ -208,4 +239,25 @@ def load_checkpoint(
             "the weights are incomplete or belong to another config, re-export the checkpoint"
         )
     model.load_state_dict(state, strict=True, assign=True)
+    model.requires_grad_(False)
+    if precision == "triton" and scales and block != (128, 128):
+        raise BackendError(
+            f"{directory / 'config.json'}: the Triton kernels need 128x128 weight blocks, this checkpoint has "
+            f"{block[0]}x{block[1]}; use precision=emulate or ref"
+        )
+    for local, scale_inv in scales.items():
+        layer = model.get_submodule(local.removesuffix(".weight"))
+        layer.scale_inv, layer.block = scale_inv, block
+    set_precision(model, precision)
     return model.eval()
+
+
+def _is_projection(model: Transformer, local: str) -> bool:
+    """Whether a parameter is the weight of a quantizable projection (model.Linear)."""
+    owner, _, leaf = local.rpartition(".")
+    return leaf == "weight" and isinstance(model.get_submodule(owner), Linear)
+
+
+def _quantize_block(config: dict[str, Any]) -> tuple[int, int]:
+    block = (config.get("quantization_config") or {}).get("weight_block_size") or [128, 128]
+    return int(block[0]), int(block[1])

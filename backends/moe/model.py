@@ -1,10 +1,12 @@
-"""A DeepSeek-V3-style causal LM in plain torch: the `ref` path.
+"""A DeepSeek-V3-style causal LM in plain torch.
 
-One file, read top to bottom: config, RMSNorm, YaRN rotary frequencies, MLA attention (naive:
-the latent is decompressed to per-head K/V), the SwiGLU MLP, the noaux_tc router, the MoE block,
-the decoder layer and the whole model. Numerics follow transformers' DeepseekV3 so the two can be
-cross-checked on the same weights; where transformers and DeepSeek's reference code differ
-(YaRN applied at every length) we follow transformers.
+One file, read top to bottom: config, the (optionally block-FP8) linear layer, RMSNorm, YaRN rotary
+frequencies, the latent KV cache, MLA attention (naive for prefill: the latent is decompressed to
+per-head K/V; absorbed for decode: queries are folded into the latent space and scored against the
+cache), the SwiGLU MLP, the noaux_tc router, the MoE block, the decoder layer and the whole model.
+Numerics follow transformers' DeepseekV3 so the two can be cross-checked on the same weights; where
+transformers and DeepSeek's reference code differ (YaRN applied at every length) we follow
+transformers. How a quantized projection is computed (ref / emulate / triton) is `ops.py`'s job.
 """
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from . import ops
+from .quant import weight_dequant
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,33 @@ class ModelArgs:
         )
 
 
+class Linear(nn.Module):
+    """A bias-free projection that may carry block-FP8 weights, like DeepSeek's reference `Linear`.
+
+    `weight` holds FP8 codes on the triton path and dequantized values otherwise; `scale_inv` (the
+    per-block multipliers) is None for a layer whose checkpoint weight was not quantized."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_features, in_features), requires_grad=False)
+        self.scale_inv: torch.Tensor | None = None
+        self.block: tuple[int, int] = (128, 128)
+        self.precision: ops.Precision = "ref"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ops.linear(x, self.weight, self.scale_inv, self.block, self.precision)
+
+    def seen_input(self, x: torch.Tensor) -> torch.Tensor:
+        """x as this layer's GEMM effectively multiplies it (after activation quantization, if any)."""
+        return ops.seen_input(x, self.precision, self.scale_inv is not None, self.block[1])
+
+    def dense_weight(self) -> torch.Tensor:
+        if self.weight.dtype == torch.float8_e4m3fn:
+            assert self.scale_inv is not None
+            return weight_dequant(self.weight, self.scale_inv, self.block)
+        return self.weight
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float) -> None:
         super().__init__()
@@ -162,8 +194,41 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return out.flatten(-2).to(x.dtype)
 
 
+class LatentCache:
+    """Per layer, what MLA needs of every past token: the normalized KV latent (as kv_b_proj sees it)
+    and the roped key shared by all heads. 576 values per token per layer in V3, against
+    128 x (192 + 128) for a per-head cache. `valid` [B, S] marks real (not left-padding) tokens.
+    Storage grows by doubling, so a long `max_tokens` costs nothing until it is used."""
+
+    def __init__(self, n_layers: int, batch: int, capacity: int, kv_dim: int, rope_dim: int,
+                 dtype: torch.dtype, device: torch.device | str) -> None:
+        self.latent = [torch.zeros(batch, capacity, kv_dim, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.k_pe = [torch.zeros(batch, capacity, rope_dim, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.valid = torch.zeros(batch, capacity, dtype=torch.bool, device=device)
+        self.length = 0
+
+    def reserve(self, extra: int) -> None:
+        """Makes room for `extra` more positions."""
+        need, capacity = self.length + extra, self.valid.shape[1]
+        if need <= capacity:
+            return
+        grow = max(need, 2 * capacity) - capacity
+
+        def pad(t: torch.Tensor) -> torch.Tensor:
+            return torch.cat([t, t.new_zeros(t.shape[0], grow, *t.shape[2:])], dim=1)
+
+        self.latent = [pad(t) for t in self.latent]
+        self.k_pe = [pad(t) for t in self.k_pe]
+        self.valid = pad(self.valid)
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        self.latent = [t[rows] for t in self.latent]
+        self.k_pe = [t[rows] for t in self.k_pe]
+        self.valid = self.valid[rows]
+
+
 class MLA(nn.Module):
-    """Multi-head latent attention, naive form: the latent is expanded to per-head keys and values."""
+    """Multi-head latent attention: naive over a prompt, absorbed (latent-space) against a cache."""
 
     def __init__(self, args: ModelArgs) -> None:
         super().__init__()
@@ -174,24 +239,32 @@ class MLA(nn.Module):
         self.v_head_dim = args.v_head_dim
         qk_head_dim = args.qk_nope_head_dim + args.qk_rope_head_dim
         if args.q_lora_rank is None:
-            self.wq = nn.Linear(args.dim, args.n_heads * qk_head_dim, bias=False)
+            self.wq = Linear(args.dim, args.n_heads * qk_head_dim)
         else:
-            self.wq_a = nn.Linear(args.dim, args.q_lora_rank, bias=False)
+            self.wq_a = Linear(args.dim, args.q_lora_rank)
             self.q_norm = RMSNorm(args.q_lora_rank, args.rms_norm_eps)
-            self.wq_b = nn.Linear(args.q_lora_rank, args.n_heads * qk_head_dim, bias=False)
-        self.wkv_a = nn.Linear(args.dim, args.kv_lora_rank + args.qk_rope_head_dim, bias=False)
+            self.wq_b = Linear(args.q_lora_rank, args.n_heads * qk_head_dim)
+        self.wkv_a = Linear(args.dim, args.kv_lora_rank + args.qk_rope_head_dim)
         self.kv_norm = RMSNorm(args.kv_lora_rank, args.rms_norm_eps)
-        self.wkv_b = nn.Linear(args.kv_lora_rank, args.n_heads * (args.qk_nope_head_dim + args.v_head_dim), bias=False)
-        self.wo = nn.Linear(args.n_heads * args.v_head_dim, args.dim, bias=False)
+        self.wkv_b = Linear(args.kv_lora_rank, args.n_heads * (args.qk_nope_head_dim + args.v_head_dim))
+        self.wo = Linear(args.n_heads * args.v_head_dim, args.dim)
+        self.absorbed_wkv_b: torch.Tensor | None = None
         # YaRN stretches attention logits' entropy; m^2 restores it (m applied to both q and k).
         self.softmax_scale = qk_head_dim**-0.5
         if args.rope_factor > 1 and args.mscale_all_dim:
             self.softmax_scale *= _yarn_mscale(args.rope_factor, args.mscale_all_dim) ** 2
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, allowed: torch.Tensor
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        allowed: torch.Tensor,
+        cache: LatentCache | None = None,
+        layer: int = 0,
     ) -> torch.Tensor:
-        """x [B, T, dim]; allowed [B, T, T] is True where query t may attend to key s."""
+        """x [B, T, dim]; allowed [B, T, S] is True where query t may attend to key s, S = T without a
+        cache, else the cache length after these T tokens are appended."""
         bsz, seqlen, _ = x.shape
         q = self.wq(x) if hasattr(self, "wq") else self.wq_b(self.q_norm(self.wq_a(x)))
         q = q.view(bsz, seqlen, self.n_heads, -1)
@@ -200,18 +273,55 @@ class MLA(nn.Module):
 
         latent, k_pe = self.wkv_a(x).split([self.kv_lora_rank, self.qk_rope_head_dim], dim=-1)
         # One rope key shared by all heads: it carries position, the latent carries content.
-        k_pe = apply_rotary(k_pe[:, :, None], cos, sin)
-        kv = self.wkv_b(self.kv_norm(latent)).view(bsz, seqlen, self.n_heads, -1)
-        k_nope, v = kv.split([self.qk_nope_head_dim, self.v_head_dim], dim=-1)
+        k_pe = apply_rotary(k_pe[:, :, None], cos, sin)[:, :, 0]
+        latent = self.kv_norm(latent)
+        start = 0 if cache is None else cache.length
+        if cache is not None:
+            # Cached as kv_b_proj's GEMM sees it, so absorbed decode does the same math as the naive prefill.
+            cache.latent[layer][:, start : start + seqlen] = self.wkv_b.seen_input(latent)
+            cache.k_pe[layer][:, start : start + seqlen] = k_pe
+        if start == 0:
+            out = self._naive(q_nope, q_pe, latent, k_pe, allowed)
+        else:
+            assert cache is not None
+            end = start + seqlen
+            out = self._absorbed(q_nope, q_pe, cache.latent[layer][:, :end], cache.k_pe[layer][:, :end], allowed)
+        return self.wo(out.flatten(2))
 
+    def _naive(self, q_nope: torch.Tensor, q_pe: torch.Tensor, latent: torch.Tensor, k_pe: torch.Tensor,
+               allowed: torch.Tensor) -> torch.Tensor:
+        bsz, seqlen = latent.shape[:2]
+        kv = self.wkv_b(latent).view(bsz, seqlen, self.n_heads, -1)
+        k_nope, v = kv.split([self.qk_nope_head_dim, self.v_head_dim], dim=-1)
         q = torch.cat((q_nope, q_pe), dim=-1)
-        k = torch.cat((k_nope, k_pe.expand(-1, -1, self.n_heads, -1)), dim=-1)
+        k = torch.cat((k_nope, k_pe[:, :, None].expand(-1, -1, self.n_heads, -1)), dim=-1)
         scores = torch.einsum("bshd,bthd->bhst", q, k) * self.softmax_scale
+        probs = self._softmax(scores, allowed).to(v.dtype)
+        return torch.einsum("bhst,bthd->bshd", probs, v)
+
+    def _absorbed(self, q_nope: torch.Tensor, q_pe: torch.Tensor, latent: torch.Tensor, k_pe: torch.Tensor,
+                  allowed: torch.Tensor) -> torch.Tensor:
+        # q_nope . (W_k c) = (W_k^T q_nope) . c and P (W_v c) = W_v (P c): attention runs on the
+        # r-dim latent and per-head keys/values are never built for the cached tokens.
+        wkv_b = self.absorbed_weight()
+        w_k, w_v = wkv_b[:, : self.qk_nope_head_dim], wkv_b[:, self.qk_nope_head_dim :]
+        q_latent = torch.einsum("bthd,hdc->bthc", q_nope, w_k)
+        scores = torch.einsum("bthc,bsc->bhts", q_latent, latent) + torch.einsum("bthr,bsr->bhts", q_pe, k_pe)
+        probs = self._softmax(scores * self.softmax_scale, allowed).to(latent.dtype)
+        context = torch.einsum("bhts,bsc->bthc", probs, latent)
+        return torch.einsum("bthc,hdc->bthd", context, w_v)
+
+    def absorbed_weight(self) -> torch.Tensor:
+        """kv_b_proj as [heads, nope + v, latent], dequantized once."""
+        if self.absorbed_wkv_b is None:
+            self.absorbed_wkv_b = self.wkv_b.dense_weight().view(self.n_heads, -1, self.kv_lora_rank)
+        return self.absorbed_wkv_b
+
+    @staticmethod
+    def _softmax(scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         # A finite fill keeps fully masked rows (left-padding queries) NaN-free.
         scores = scores.masked_fill(~allowed[:, None], torch.finfo(scores.dtype).min)
-        probs = scores.softmax(dim=-1, dtype=torch.float32).to(v.dtype)
-        out = torch.einsum("bhst,bthd->bshd", probs, v)
-        return self.wo(out.flatten(2))
+        return scores.softmax(dim=-1, dtype=torch.float32)
 
 
 class MLP(nn.Module):
@@ -219,9 +329,9 @@ class MLP(nn.Module):
 
     def __init__(self, dim: int, inter_dim: int) -> None:
         super().__init__()
-        self.w1 = nn.Linear(dim, inter_dim, bias=False)
-        self.w2 = nn.Linear(inter_dim, dim, bias=False)
-        self.w3 = nn.Linear(dim, inter_dim, bias=False)
+        self.w1 = Linear(dim, inter_dim)
+        self.w2 = Linear(inter_dim, dim)
+        self.w3 = Linear(dim, inter_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
@@ -265,11 +375,30 @@ class MoE(nn.Module):
         self.gate = Gate(args)
         self.experts = nn.ModuleList(MLP(args.dim, args.moe_inter_dim) for _ in range(args.n_routed_experts))
         self.shared_experts = MLP(args.dim, args.n_shared_experts * args.moe_inter_dim)
+        # The triton path's stacked expert weights: (w13 [E, 2I, H], its scales, w2 [E, H, I], its scales).
+        self.packed: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def pack_experts(self) -> None:
+        """Stacks the routed experts' FP8 codes and scales for the grouped kernel (gate rows, then up rows)."""
+        experts = list(self.experts)
+        self.packed = (
+            torch.stack([torch.cat([e.w1.weight, e.w3.weight]) for e in experts]),
+            torch.stack([torch.cat([e.w1.scale_inv, e.w3.scale_inv]) for e in experts]),
+            torch.stack([e.w2.weight for e in experts]),
+            torch.stack([e.w2.scale_inv for e in experts]),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x = x.reshape(-1, shape[-1])
         weights, indices = self.gate(x)
+        if self.packed is not None:
+            y = ops.kernels().fused_moe(x, *self.packed, weights, indices).to(x.dtype)
+        else:
+            y = self._routed_loop(x, weights, indices)
+        return (y + self.shared_experts(x)).view(shape)
+
+    def _routed_loop(self, x: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         y = torch.zeros_like(x)
         counts = torch.bincount(indices.flatten(), minlength=len(self.experts)).tolist()
         for e, count in enumerate(counts):
@@ -278,19 +407,21 @@ class MoE(nn.Module):
             rows, slot = torch.where(indices == e)
             out = self.experts[e](x[rows]) * weights[rows, slot, None]
             y.index_add_(0, rows, out.to(y.dtype))
-        return (y + self.shared_experts(x)).view(shape)
+        return y
 
 
 class Block(nn.Module):
     def __init__(self, layer_id: int, args: ModelArgs) -> None:
         super().__init__()
+        self.layer_id = layer_id
         self.attn_norm = RMSNorm(args.dim, args.rms_norm_eps)
         self.attn = MLA(args)
         self.ffn_norm = RMSNorm(args.dim, args.rms_norm_eps)
         self.ffn: nn.Module = MLP(args.dim, args.inter_dim) if layer_id < args.n_dense_layers else MoE(args)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), cos, sin, allowed)
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, allowed: torch.Tensor,
+                cache: LatentCache | None = None) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), cos, sin, allowed, cache, self.layer_id)
         return x + self.ffn(self.ffn_norm(x))
 
 
@@ -306,28 +437,71 @@ class Transformer(nn.Module):
         self.head = nn.Linear(args.dim, args.vocab_size, bias=False)
         self.freqs, self.rope_magnitude = rope_frequencies(args)
 
+    def new_cache(self, batch: int, capacity: int) -> LatentCache:
+        args = self.args
+        return LatentCache(args.n_layers, batch, capacity, args.kv_lora_rank, args.qk_rope_head_dim,
+                           self.embed.weight.dtype, self.embed.weight.device)
+
     @torch.no_grad()
     def forward(
         self,
         tokens: torch.Tensor,
         positions: torch.Tensor | None = None,
         pad_mask: torch.Tensor | None = None,
+        cache: LatentCache | None = None,
+        keep: int | None = None,
     ) -> torch.Tensor:
-        """tokens [B, T] -> fp32 logits [B, T, vocab].
+        """tokens [B, T] -> fp32 logits [B, T, vocab] (the last `keep` positions only, when given).
 
         positions [B, T] default to 0..T-1; pad_mask [B, T] is True for real tokens (left padding:
-        pass positions that start at 0 on each row's first real token)."""
+        pass positions that start at 0 on each row's first real token). With a `cache`, the tokens
+        are appended to it and attend to everything cached before them."""
         bsz, seqlen = tokens.shape
+        device = tokens.device
         if positions is None:
-            positions = torch.arange(seqlen, device=tokens.device).expand(bsz, -1)
-        allowed = torch.ones(seqlen, seqlen, dtype=torch.bool, device=tokens.device).tril()[None]
-        if pad_mask is not None:
-            allowed = allowed & pad_mask[:, None, :].bool()
-        allowed = allowed.expand(bsz, -1, -1)
+            positions = torch.arange(seqlen, device=device).expand(bsz, -1)
+        real = torch.ones(bsz, seqlen, dtype=torch.bool, device=device) if pad_mask is None else pad_mask.bool()
+        start = 0
+        if cache is None:
+            keys = real
+        else:
+            start = cache.length
+            cache.reserve(seqlen)
+            cache.valid[:, start : start + seqlen] = real
+            keys = cache.valid[:, : start + seqlen]
+        # Query t sits at cache position start + t and sees keys up to there.
+        causal = torch.ones(seqlen, start + seqlen, dtype=torch.bool, device=device).tril(start)
+        allowed = causal[None] & keys[:, None, :]
         # Angles per call rather than a table: any position works and nothing depends on the device.
-        angles = positions[..., None].float() * self.freqs.to(positions.device)
+        angles = positions[..., None].float() * self.freqs.to(device)
         cos, sin = angles.cos() * self.rope_magnitude, angles.sin() * self.rope_magnitude
         h = self.embed(tokens)
         for layer in self.layers:
-            h = layer(h, cos, sin, allowed)
+            h = layer(h, cos, sin, allowed, cache)
+        if cache is not None:
+            cache.length = start + seqlen
+        if keep is not None:
+            h = h[:, -keep:]
         return self.head(self.norm(h)).float()
+
+
+def set_precision(model: Transformer, precision: ops.Precision) -> None:
+    """Chooses how every quantized projection computes (see ops.py); the triton path packs the experts.
+
+    ref and emulate share dequantized weights and can be switched freely; triton needs the FP8 codes,
+    which only the loader keeps (load_checkpoint(..., precision="triton"))."""
+    if precision not in ops.PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(ops.PRECISIONS)}")
+    for module in model.modules():
+        if isinstance(module, Linear):
+            holds_codes = module.weight.dtype == torch.float8_e4m3fn
+            if module.scale_inv is not None and holds_codes != (precision == "triton"):
+                raise ValueError(
+                    f"precision {precision!r} needs {'FP8 codes' if precision == 'triton' else 'dequantized weights'}; "
+                    "load the checkpoint again with this precision"
+                )
+            module.precision = precision
+        elif isinstance(module, MoE):
+            module.packed = None
+            if precision == "triton" and all(e.w1.scale_inv is not None for e in module.experts):
+                module.pack_experts()
