@@ -21,8 +21,12 @@ def ceil_div(a: int, b: int) -> int:
 
 
 def round_scale_ue8m0(scale: torch.Tensor) -> torch.Tensor:
-    """Rounds each scale up to a power of two, as DeepSeek-V3.1's `scale_fmt: ue8m0` asks."""
-    return torch.exp2(torch.ceil(torch.log2(scale)))
+    """Rounds each scale up to a power of two, as DeepSeek-V3.1's `scale_fmt: ue8m0` asks.
+
+    From the float's exponent bits, not exp2(ceil(log2(s))): log2 of a value a few ulps above a power
+    of two rounds to that exact integer, which would round the scale *down* and saturate the amax."""
+    mantissa, exponent = torch.frexp(scale)  # scale = mantissa * 2^exponent, mantissa in [0.5, 1)
+    return torch.ldexp(torch.ones_like(scale), exponent - (mantissa == 0.5).to(exponent.dtype))
 
 
 def act_quant(

@@ -28,6 +28,7 @@ from .quant import weight_dequant, weight_quant
 WeightFormat = Literal["fp8", "float32", "bfloat16"]
 WEIGHT_FORMATS: tuple[WeightFormat, ...] = ("fp8", "float32", "bfloat16")
 BLOCK = (128, 128)
+INITIALIZER_RANGE = 0.02
 # Bump when the writer's output changes, so `moe:tiny` caches of an older layout are not reused.
 TINY_FORMAT_VERSION = 1
 
@@ -80,6 +81,7 @@ def tiny_config(preset: str, vocab_size: int, special_ids: dict[str, int], weigh
         "rms_norm_eps": 1e-6,
         "rope_theta": 10000.0,
         "attention_bias": False,
+        "initializer_range": INITIALIZER_RANGE,
         "tie_word_embeddings": False,
         "num_nextn_predict_layers": 0,
         "torch_dtype": "float32" if weights == "float32" else "bfloat16",
@@ -115,8 +117,10 @@ def hub_tensor_names(args: ModelArgs) -> list[str]:
 
 
 def _random_tensors(args: ModelArgs, seed: int) -> dict[str, torch.Tensor]:
-    """fp32 weights by Hub name. Larger than a trained model's init so that routing scores and logits
-    are well separated: FP8 and fp32 then pick the same experts and tokens more often."""
+    """fp32 weights by Hub name, drawn as transformers initializes DeepseekV3 (normal, std
+    INITIALIZER_RANGE), so each layer adds a modest update to the residual stream as in a trained
+    model. Norm weights and the router's correction bias are perturbed away from their neutral
+    values (1 and 0) so that a loader which drops them cannot pass unnoticed."""
     from .model import Transformer
 
     with torch.random.fork_rng(devices=[]):
@@ -131,11 +135,10 @@ def _random_tensors(args: ModelArgs, seed: int) -> dict[str, torch.Tensor]:
             if name.endswith("norm.weight"):
                 tensors[name] = 1 + 0.1 * torch.randn(shape)
             elif name.endswith("e_score_correction_bias"):
-                tensors[name] = 0.2 * torch.randn(shape)
-            elif name.endswith("mlp.gate.weight"):
-                tensors[name] = 3 * torch.randn(shape) / shape[-1] ** 0.5
+                # About the spread of the router's sigmoid scores: it changes some selections, not all.
+                tensors[name] = 0.01 * torch.randn(shape)
             else:
-                tensors[name] = torch.randn(shape) / shape[-1] ** 0.5
+                tensors[name] = INITIALIZER_RANGE * torch.randn(shape)
     return tensors
 
 
@@ -166,15 +169,19 @@ def write_tiny_checkpoint(
     args = ModelArgs.from_hf_config(config)
     stored: dict[str, torch.Tensor] = {}
     for name, tensor in _random_tensors(args, seed).items():
+        if name.endswith("e_score_correction_bias"):
+            stored[name] = tensor  # fp32 in every format, as DeepSeek ships it
+            continue
         if _is_projection(name):
             codes, scale_inv = weight_quant(tensor, BLOCK)
             if weights == "fp8":
                 stored[name], stored[name + SCALE_SUFFIX] = codes, scale_inv
                 continue
             tensor = weight_dequant(codes, scale_inv, BLOCK)
-        # DeepSeek keeps the correction bias in fp32 and everything else unquantized in bf16.
-        keep_fp32 = weights == "float32" or name.endswith("e_score_correction_bias")
-        stored[name] = tensor.to(torch.float32 if keep_fp32 else torch.bfloat16).contiguous()
+        else:
+            # DeepSeek ships the other unquantized tensors in bf16; every format holds those values.
+            tensor = tensor.to(torch.bfloat16)
+        stored[name] = tensor.to(torch.float32 if weights == "float32" else torch.bfloat16).contiguous()
     path.mkdir(parents=True, exist_ok=True)
     save_file(stored, path / SINGLE_FILE, metadata={"format": "pt"})
     (path / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-
 from evalkit.backends.moe.kernels.tiles import interpreting
 from evalkit.backends.moe.quant import AMAX_FLOOR, FP8, FP8_MAX
 
