@@ -8,6 +8,9 @@ private tests; a completion passes when every test passes. Expected outputs neve
 the parent compares plain data with lcb_runner's rules ("official") or with a 1e-6 float tolerance
 ("tolerant", which removes the known false negatives of exact decimal comparison).
 
+Data: the hub's files (the default), a local copy (--data-dir), or six original problems in the hub's
+row format shipped with evalkit (--data bundled), so that an offline machine can run the task end to end.
+
 Options come from the environment (see `lcb_options`): EVALKIT_LCB_RELEASE, EVALKIT_LCB_SINCE,
 EVALKIT_LCB_UNTIL, EVALKIT_LCB_MODEL_CUTOFF, EVALKIT_LCB_COMPARE, EVALKIT_LCB_TIMEOUT.
 """
@@ -17,6 +20,7 @@ import ast
 import base64
 import binascii
 import hashlib
+import importlib.resources
 import io
 import json
 import logging
@@ -46,6 +50,7 @@ RELEASE_FILES = ("test.jsonl", "test2.jsonl", "test3.jsonl", "test4.jsonl", "tes
 RELEASES = {**{f"release_v{n}": RELEASE_FILES[:n] for n in range(1, len(RELEASE_FILES) + 1)},
             "release_latest": RELEASE_FILES}
 DEFAULT_RELEASE = "release_latest"
+BUNDLED_FILE = "livecodebench_sample.jsonl"
 DEFAULT_TIMEOUT_S = 6.0  # lcb_runner's per-test limit
 COMPARE_MODES = ("official", "tolerant")
 TOLERANCE = 1e-6  # absolute and relative, in tolerant mode
@@ -169,8 +174,10 @@ def load_samples(spec: DataSpec) -> SampleSet:
         files, source = _local_files(spec.path, options.release)
     elif spec.kind == "hf":
         files, source = _hub_files(options.release)
+    elif spec.kind == "bundled":
+        files, source = _bundled_files()
     else:
-        raise DataError(f"LiveCodeBench has no {spec.kind} data; {_LOCAL_FIX}, or use the hub (the default)")
+        raise DataError(f"LiveCodeBench cannot read data of kind {spec.kind!r}; use local, hf or bundled")
     digests: dict[str, str] = {}
     samples: dict[str, Sample] = {}
     where_seen: dict[str, str] = {}
@@ -186,6 +193,8 @@ def load_samples(spec: DataSpec) -> SampleSet:
     source = {**source, "files": digests, "release": options.release,
               "since": _iso(options.since), "until": _iso(options.until), "model_cutoff": _iso(options.model_cutoff),
               "compare": options.compare, "timeout_s": options.timeout_s}
+    if spec.kind == "bundled":
+        source["sha256"] = digests[BUNDLED_FILE]  # where every task's bundled source records its file's digest
     if not samples:
         raise DataError(f"no LiveCodeBench problems in {source}; check the files and the date window")
     return SampleSet(samples=list(samples.values()), source=source)
@@ -219,6 +228,15 @@ def _hub_files(release: str) -> tuple[list[tuple[str, Path, dict[str, Any]]], di
     return files, {"kind": "hf", "dataset": HF_DATASET, "revision": HF_REVISION}
 
 
+def _bundled_files() -> tuple[list[tuple[str, Path, dict[str, Any]]], dict[str, Any]]:
+    data_ref = {"kind": "bundled", "file": BUNDLED_FILE}
+    return [(BUNDLED_FILE, _bundled_path(), data_ref)], dict(data_ref)
+
+
+def _bundled_path() -> Path:
+    return Path(str(importlib.resources.files("evalkit.tasks").joinpath("data", BUNDLED_FILE)))
+
+
 def _hub_file(name: str) -> Path:
     try:
         from huggingface_hub import hf_hub_download
@@ -226,7 +244,7 @@ def _hub_file(name: str) -> Path:
         return Path(hf_hub_download(HF_DATASET, name, repo_type="dataset", revision=HF_REVISION))
     except Exception as exc:  # offline, missing package, auth, a file gone upstream: all leave the same fix
         raise DataError(f"cannot load {HF_DATASET} file {name} from the Hugging Face hub "
-                        f"({type(exc).__name__}: {exc}); {_LOCAL_FIX}") from exc
+                        f"({type(exc).__name__}: {exc}); {_LOCAL_FIX}, or --data bundled") from exc
 
 
 def _rows(path: Path, label: str, digests: dict[str, str]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -374,11 +392,18 @@ def _tests_for(sample: Sample) -> tuple[_Test, ...]:
 
 def _reload(data_ref: dict[str, Any]) -> None:
     """Decode every row of the file a sample came from into the cache (a rescore in a fresh process)."""
-    path = Path(data_ref["file"]) if data_ref["kind"] == "local" else _hub_file(data_ref["file"])
-    for where, record in _rows(path, data_ref["file"], {}):
+    for where, record in _rows(_data_path(data_ref), data_ref["file"], {}):
         if isinstance(record.get("question_id"), str):
             digest, tests, _ = _decode_row(record, where)
             _TESTS[(record["question_id"], digest)] = tests
+
+
+def _data_path(data_ref: dict[str, Any]) -> Path:
+    if data_ref["kind"] == "local":
+        return Path(data_ref["file"])
+    if data_ref["kind"] == "bundled":
+        return _bundled_path()
+    return _hub_file(data_ref["file"])
 
 
 # --- prompt ------------------------------------------------------------------------------------

@@ -185,7 +185,7 @@ def test_the_hub_unreachable_is_a_data_error_with_the_fix(monkeypatch: pytest.Mo
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
     with pytest.raises(DataError, match=r"cannot load livecodebench/code_generation_lite file test\.jsonl .*no network.*"
-                                        r"pass --data-dir DIR with livecodebench/\*\.jsonl"):
+                                        r"pass --data-dir DIR with livecodebench/\*\.jsonl, or --data bundled"):
         lcb.load_samples(DataSpec("hf"))
 
 
@@ -458,6 +458,204 @@ def test_the_shared_fixture_gets_the_verdicts_lcb_runner_gives(shared_data: Path
     for question_id, programs in solutions.items():
         assert _score(tolerant[question_id], programs["correct"]).outcome == "passed", question_id
         assert _score(tolerant[question_id], programs["wrong"]).outcome == "wrong_answer", question_id
+
+
+# --- the bundled set (original problems for offline runs) ------------------------------------------
+
+
+BUNDLED_PATH = Path(lcb.__file__).parent / "data" / lcb.BUNDLED_FILE
+
+# A reference solution per bundled problem, and a wrong program with the test it first fails: the
+# reference proves each problem's tests agree with its statement (the data file was written with
+# brute-force oracles, not with these programs).
+BUNDLED_PROGRAMS: dict[str, dict[str, Any]] = {
+    "evalkit_lantern_toggles": {
+        "correct": ("n, m = map(int, input().split())\n"
+                    "flips = [0] * (n + 2)\n"
+                    "for _ in range(m):\n"
+                    "    left, right = map(int, input().split())\n"
+                    "    flips[left] += 1\n"
+                    "    flips[right + 1] -= 1\n"
+                    "lit = running = 0\n"
+                    "for i in range(1, n + 1):\n"
+                    "    running += flips[i]\n"
+                    "    lit += running % 2\n"
+                    "print(lit)\n"),
+        # Treats R_j as exclusive.
+        "wrong": ("n, m = map(int, input().split())\n"
+                  "flips = [0] * (n + 2)\n"
+                  "for _ in range(m):\n"
+                  "    left, right = map(int, input().split())\n"
+                  "    flips[left] += 1\n"
+                  "    flips[right] -= 1\n"
+                  "lit = running = 0\n"
+                  "for i in range(1, n + 1):\n"
+                  "    running += flips[i]\n"
+                  "    lit += running % 2\n"
+                  "print(lit)\n"),
+        "wrong_fails_at": (1, "public"),
+    },
+    "evalkit_balanced_ribbon": {
+        "correct": ("input()\n"
+                    "first_seen = {0: 0}\n"
+                    "balance = best = 0\n"
+                    "for i, square in enumerate(input().strip(), 1):\n"
+                    "    balance += 1 if square == 'R' else -1\n"
+                    "    best = max(best, i - first_seen.setdefault(balance, i))\n"
+                    "print(best)\n"),
+        # Only looks at pieces that start at the left end.
+        "wrong": ("input()\n"
+                  "balance = best = 0\n"
+                  "for i, square in enumerate(input().strip(), 1):\n"
+                  "    balance += 1 if square == 'R' else -1\n"
+                  "    if balance == 0:\n"
+                  "        best = i\n"
+                  "print(best)\n"),
+        "wrong_fails_at": (6, "private"),
+    },
+    "evalkit_dial_lock": {
+        "correct": ("for _ in range(int(input())):\n"
+                    "    input()\n"
+                    "    shown, wanted = input().strip(), input().strip()\n"
+                    "    steps = [abs(int(a) - int(b)) for a, b in zip(shown, wanted)]\n"
+                    "    print(sum(min(step, 10 - step) for step in steps))\n"),
+        # Every answer on one line.
+        "wrong": ("answers = []\n"
+                  "for _ in range(int(input())):\n"
+                  "    input()\n"
+                  "    shown, wanted = input().strip(), input().strip()\n"
+                  "    steps = [abs(int(a) - int(b)) for a, b in zip(shown, wanted)]\n"
+                  "    answers.append(sum(min(step, 10 - step) for step in steps))\n"
+                  "print(*answers)\n"),
+        "wrong_fails_at": (0, "public"),
+    },
+    "evalkit_courtyard_walk": {
+        "correct": ("from collections import deque\n"
+                    "h, w = map(int, input().split())\n"
+                    "grid = [input() for _ in range(h)]\n"
+                    "start = next((i, row.index('S')) for i, row in enumerate(grid) if 'S' in row)\n"
+                    "steps = {start: 0}\n"
+                    "queue = deque([start])\n"
+                    "answer = -1\n"
+                    "while queue:\n"
+                    "    i, j = queue.popleft()\n"
+                    "    if grid[i][j] == 'G':\n"
+                    "        answer = steps[i, j]\n"
+                    "        break\n"
+                    "    for a, b in ((i + 1, j), (i - 1, j), (i, j + 1), (i, j - 1)):\n"
+                    "        if 0 <= a < h and 0 <= b < w and grid[a][b] != '#' and (a, b) not in steps:\n"
+                    "            steps[a, b] = steps[i, j] + 1\n"
+                    "            queue.append((a, b))\n"
+                    "print(answer)\n"),
+        # Moves only down and right, so it misses paths that wind back.
+        "wrong": ("h, w = map(int, input().split())\n"
+                  "grid = [input() for _ in range(h)]\n"
+                  "reach = [[False] * w for _ in range(h)]\n"
+                  "for i in range(h):\n"
+                  "    for j in range(w):\n"
+                  "        if grid[i][j] == 'S':\n"
+                  "            reach[i][j] = True\n"
+                  "        elif grid[i][j] != '#':\n"
+                  "            reach[i][j] = (i > 0 and reach[i - 1][j]) or (j > 0 and reach[i][j - 1])\n"
+                  "start = next((i, row.index('S')) for i, row in enumerate(grid) if 'S' in row)\n"
+                  "gate = next((i, row.index('G')) for i, row in enumerate(grid) if 'G' in row)\n"
+                  "print(gate[0] - start[0] + gate[1] - start[1] if reach[gate[0]][gate[1]] else -1)\n"),
+        "wrong_fails_at": (6, "private"),
+    },
+    "evalkit_count_peaks": {
+        "correct": ("class Solution:\n"
+                    "    def countPeaks(self, heights: List[int]) -> int:\n"
+                    "        return sum(heights[i - 1] < heights[i] > heights[i + 1] for i in range(1, len(heights) - 1))\n"),
+        # Counts an end that is higher than its one neighbour, and a lone height, as peaks.
+        "wrong": ("class Solution:\n"
+                  "    def countPeaks(self, heights: List[int]) -> int:\n"
+                  "        padded = [-1] + heights + [-1]\n"
+                  "        return sum(padded[i - 1] < padded[i] > padded[i + 1] for i in range(1, len(padded) - 1))\n"),
+        "wrong_fails_at": (2, "private"),
+    },
+    "evalkit_spellable_words": {
+        "correct": ("class Solution:\n"
+                    "    def spellableWords(self, words: List[str], tiles: str) -> List[str]:\n"
+                    "        have = Counter(tiles)\n"
+                    "        spellable = [word for word in words if not Counter(word) - have]\n"
+                    "        return sorted(spellable, key=lambda word: (-len(word), word))\n"),
+        # Ignores how many tiles of a letter there are.
+        "wrong": ("class Solution:\n"
+                  "    def spellableWords(self, words: List[str], tiles: str) -> List[str]:\n"
+                  "        spellable = [word for word in words if set(word) <= set(tiles)]\n"
+                  "        return sorted(spellable, key=lambda word: (-len(word), word))\n"),
+        "wrong_fails_at": (1, "public"),
+    },
+}
+
+
+def _bundled() -> dict[str, Sample]:
+    return {sample.id: sample for sample in lcb.load_samples(DataSpec("bundled")).samples}
+
+
+def test_the_bundled_set_loads_with_its_file_digest_and_mixes_both_kinds() -> None:
+    sample_set = lcb.load_samples(DataSpec("bundled"))
+    samples = {sample.id: sample for sample in sample_set.samples}
+    assert list(samples) == list(BUNDLED_PROGRAMS)
+    digest = hashlib.sha256(BUNDLED_PATH.read_bytes()).hexdigest()
+    assert (sample_set.source["kind"], sample_set.source["file"], sample_set.source["sha256"]) == (
+        "bundled", "livecodebench_sample.jsonl", digest)
+    assert sample_set.source["files"] == {"livecodebench_sample.jsonl": digest}
+    assert [s.metadata["testtype"] for s in samples.values()] == ["stdin"] * 4 + ["functional"] * 2
+    assert {s.metadata["difficulty"] for s in samples.values()} == {"easy", "medium"}
+    assert {s.metadata["platform"] for s in samples.values()} == {"atcoder", "codeforces", "leetcode"}
+    for sample in samples.values():
+        tests = lcb._tests_for(sample)
+        assert [t.kind for t in tests[:2]] == ["public", "public"] and 3 <= len(tests) - 2 <= 5, sample.id
+        # Both sample cases are shown in the statement, as on the real platforms (LeetCode's without spaces).
+        statement = "".join(sample.input["question"].split())
+        assert all("".join(line.split()) in statement for t in tests[:2] for line in t.input.split("\n")), sample.id
+
+
+def test_the_date_window_filters_the_bundled_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVALKIT_LCB_SINCE", "2025-01-01")
+    assert list(_bundled()) == ["evalkit_courtyard_walk", "evalkit_spellable_words"]
+    monkeypatch.setenv("EVALKIT_LCB_SINCE", "2024-07-06")
+    monkeypatch.setenv("EVALKIT_LCB_UNTIL", "2024-12-14")
+    assert list(_bundled()) == ["evalkit_balanced_ribbon", "evalkit_dial_lock", "evalkit_count_peaks"]
+    monkeypatch.setenv("EVALKIT_LCB_SINCE", "2025-09-01")
+    monkeypatch.setenv("EVALKIT_LCB_UNTIL", "")
+    with pytest.raises(DataError, match="no LiveCodeBench problems .*check the files and the date window"):
+        _bundled()
+
+
+@pytest.mark.parametrize("question_id", list(BUNDLED_PROGRAMS))
+def test_each_bundled_problem_passes_its_reference_solution_and_fails_a_wrong_one(question_id: str) -> None:
+    sample, programs = _bundled()[question_id], BUNDLED_PROGRAMS[question_id]
+    score = _score(sample, programs["correct"])
+    assert (score.outcome, score.details["n_tests"]) == ("passed", len(lcb._tests_for(sample))), score.details
+    wrong = _score(sample, programs["wrong"])
+    assert wrong.outcome == "wrong_answer", wrong.details
+    assert (wrong.details["failed_test"], wrong.details["failed_test_kind"]) == programs["wrong_fails_at"]
+
+
+def test_a_fresh_process_reloads_the_bundled_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    sample = _bundled()["evalkit_spellable_words"]
+    # As after `evalkit rescore` in a new process: the sample as samples.jsonl stores it, nothing cached.
+    stored = Sample(sample.id, None, sample.target, json.loads(json.dumps(sample.metadata)))
+    monkeypatch.setattr(lcb, "_TESTS", {})
+    assert _score(stored, BUNDLED_PROGRAMS[sample.id]["correct"]).outcome == "passed"
+    assert len(lcb._TESTS) == len(BUNDLED_PROGRAMS)
+
+
+def test_a_replayed_run_on_the_bundled_set_through_the_command_line(tmp_path: Path) -> None:
+    replay = tmp_path / "replay.jsonl"
+    _write_jsonl(replay, [{"task": "livecodebench", "sample_id": qid, "completion": _fenced(programs["correct"])}
+                          for qid, programs in BUNDLED_PROGRAMS.items()])
+    output = tmp_path / "runs"
+    code = main(["run", "--no-progress", "--model", f"replay:{replay}", "--tasks", "livecodebench", "--samples", "1",
+                 "--data", "bundled", "--output", str(output)])
+    assert code == 0
+    (run_dir,) = [path for path in output.iterdir() if path.is_dir() and not path.name.startswith(".")]
+    source = json.loads((run_dir / "config.json").read_text())["tasks"]["livecodebench"]["data_source"]
+    assert (source["kind"], source["sha256"]) == ("bundled", hashlib.sha256(BUNDLED_PATH.read_bytes()).hexdigest())
+    results = json.loads((run_dir / "results.json").read_text())["tasks"]["livecodebench"]
+    assert (results["n_samples"], results["metrics"]["pass@1"]["value"], results["outcomes"]) == (6, 1.0, {"passed": 6})
 
 
 # --- replayed runs through the command line --------------------------------------------------------

@@ -112,21 +112,19 @@ def test_absorbed_attention_matches_naive_under_w8a8_emulation(model: Transforme
     attn.wo.precision = "ref"  # keep wo's own activation quantization out of the comparison
     try:
         x = torch.randn(1, 10, model.args.dim, generator=torch.Generator().manual_seed(1))
-        angles = torch.arange(10.0)[None, :, None] * model.freqs
-        cos, sin = angles.cos() * model.rope_magnitude, angles.sin() * model.rope_magnitude
+        rotation = model.rotation(torch.arange(10)[None])
         causal = torch.ones(10, 10, dtype=torch.bool).tril()[None]
-        want = attn(x, cos, sin, causal)
+        want = attn(x, rotation, causal)
         cache = model.new_cache(1, 10)
-        got = [attn(x[:, :4], cos[:, :4], sin[:, :4], causal[:, :4, :4], cache, 1)]
+        got = [attn(x[:, :4], rotation[:, :4], causal[:, :4, :4], cache, 1)]
         cache.length = 4
         for t in range(4, 10):
-            got.append(attn(x[:, t : t + 1], cos[:, t : t + 1], sin[:, t : t + 1], causal[:, t : t + 1, : t + 1],
-                            cache, 1))
+            got.append(attn(x[:, t : t + 1], rotation[:, t : t + 1], causal[:, t : t + 1, : t + 1], cache, 1))
             cache.length = t + 1
         assert rel_l2(torch.cat(got, dim=1), want) <= 1e-5
         attn.wkv_b.precision = "ref"
         cache_ref = model.new_cache(1, 10)
-        attn(x[:, :4], cos[:, :4], sin[:, :4], causal[:, :4, :4], cache_ref, 1)
+        attn(x[:, :4], rotation[:, :4], causal[:, :4, :4], cache_ref, 1)
         # Under emulation the cached latent really is the quantized one, not the raw latent.
         assert not torch.equal(cache_ref.latent[1][:, :4], cache.latent[1][:, :4])
     finally:

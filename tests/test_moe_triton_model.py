@@ -4,7 +4,6 @@ emulation's own input, since across layers a 1e-7 difference flips FP8 activatio
 two drift apart chaotically (moe-fp8.md §7)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
@@ -54,15 +53,13 @@ def test_each_layer_matches_the_emulation_when_teacher_forced(models: tuple[Tran
         for hook in hooks:
             hook.remove()
 
-    positions = torch.arange(16, device=DEVICE)[None]
-    angles = positions[..., None].float() * triton.freqs.to(DEVICE)
-    cos, sin = angles.cos() * triton.rope_magnitude, angles.sin() * triton.rope_magnitude
+    rotation = triton.rotation(torch.arange(16, device=DEVICE)[None])
     allowed = torch.ones(16, 16, dtype=torch.bool, device=DEVICE).tril()[None]
     errors = []
     with torch.no_grad():
         for layer, x, want in zip(triton.layers, inputs, outputs):
             # The layer's own contribution, not the residual stream it adds to, so errors are not diluted.
-            got, expected = layer(x, cos, sin, allowed) - x, want - x
+            got, expected = layer(x, rotation, allowed) - x, want - x
             errors.append(((got - expected).norm() / expected.norm()).item())
     assert len(errors) == 4
     print(f"per-layer rel L2, triton vs emulate ({DEVICE}): " + ", ".join(f"{e:.1e}" for e in errors))

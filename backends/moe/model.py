@@ -149,8 +149,7 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # fp32 statistics even for bf16 activations (DeepSeek reference fix adecc0e).
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        x32 = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
         return self.weight * x32.to(x.dtype)
 
 
@@ -185,13 +184,11 @@ def rope_frequencies(args: ModelArgs) -> tuple[torch.Tensor, float]:
     return freqs, magnitude
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotates interleaved pairs (x[2i], x[2i+1]) of x [B, T, H, d] by cos/sin [B, T, d/2]."""
-    pairs = x.float().unflatten(-1, (-1, 2))
-    even, odd = pairs[..., 0], pairs[..., 1]
-    cos, sin = cos[:, :, None], sin[:, :, None]
-    out = torch.stack((even * cos - odd * sin, odd * cos + even * sin), dim=-1)
-    return out.flatten(-2).to(x.dtype)
+def apply_rotary(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """Rotates interleaved pairs (x[2i], x[2i+1]) of x [B, T, H, d], read as complex numbers, by
+    rotation [B, T, d/2] (complex: the YaRN magnitude times e^(i * angle))."""
+    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
+    return torch.view_as_real(pairs * rotation[:, :, None]).flatten(-2).to(x.dtype)
 
 
 class LatentCache:
@@ -205,6 +202,7 @@ class LatentCache:
         self.latent = [torch.zeros(batch, capacity, kv_dim, dtype=dtype, device=device) for _ in range(n_layers)]
         self.k_pe = [torch.zeros(batch, capacity, rope_dim, dtype=dtype, device=device) for _ in range(n_layers)]
         self.valid = torch.zeros(batch, capacity, dtype=torch.bool, device=device)
+        self.has_padding = False  # whether any cached position is left padding, which decode must mask
         self.length = 0
 
     def reserve(self, extra: int) -> None:
@@ -257,23 +255,23 @@ class MLA(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        allowed: torch.Tensor,
+        rotation: torch.Tensor,
+        allowed: torch.Tensor | None,
         cache: LatentCache | None = None,
         layer: int = 0,
     ) -> torch.Tensor:
-        """x [B, T, dim]; allowed [B, T, S] is True where query t may attend to key s, S = T without a
-        cache, else the cache length after these T tokens are appended."""
+        """x [B, T, dim]; rotation [B, T, rope_dim / 2] from `Transformer.rotation`; allowed [B, T, S] is
+        True where query t may attend to key s (None: every key), S = T without a cache, else the
+        cache length after these T tokens are appended."""
         bsz, seqlen, _ = x.shape
         q = self.wq(x) if hasattr(self, "wq") else self.wq_b(self.q_norm(self.wq_a(x)))
         q = q.view(bsz, seqlen, self.n_heads, -1)
         q_nope, q_pe = q.split([self.qk_nope_head_dim, self.qk_rope_head_dim], dim=-1)
-        q_pe = apply_rotary(q_pe, cos, sin)
+        q_pe = apply_rotary(q_pe, rotation)
 
         latent, k_pe = self.wkv_a(x).split([self.kv_lora_rank, self.qk_rope_head_dim], dim=-1)
         # One rope key shared by all heads: it carries position, the latent carries content.
-        k_pe = apply_rotary(k_pe[:, :, None], cos, sin)[:, :, 0]
+        k_pe = apply_rotary(k_pe[:, :, None], rotation)[:, :, 0]
         latent = self.kv_norm(latent)
         start = 0 if cache is None else cache.length
         if cache is not None:
@@ -289,7 +287,7 @@ class MLA(nn.Module):
         return self.wo(out.flatten(2))
 
     def _naive(self, q_nope: torch.Tensor, q_pe: torch.Tensor, latent: torch.Tensor, k_pe: torch.Tensor,
-               allowed: torch.Tensor) -> torch.Tensor:
+               allowed: torch.Tensor | None) -> torch.Tensor:
         bsz, seqlen = latent.shape[:2]
         kv = self.wkv_b(latent).view(bsz, seqlen, self.n_heads, -1)
         k_nope, v = kv.split([self.qk_nope_head_dim, self.v_head_dim], dim=-1)
@@ -300,7 +298,7 @@ class MLA(nn.Module):
         return torch.einsum("bhst,bthd->bshd", probs, v)
 
     def _absorbed(self, q_nope: torch.Tensor, q_pe: torch.Tensor, latent: torch.Tensor, k_pe: torch.Tensor,
-                  allowed: torch.Tensor) -> torch.Tensor:
+                  allowed: torch.Tensor | None) -> torch.Tensor:
         # q_nope . (W_k c) = (W_k^T q_nope) . c and P (W_v c) = W_v (P c): attention runs on the
         # r-dim latent and per-head keys/values are never built for the cached tokens.
         wkv_b = self.absorbed_weight()
@@ -318,9 +316,10 @@ class MLA(nn.Module):
         return self.absorbed_wkv_b
 
     @staticmethod
-    def _softmax(scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        # A finite fill keeps fully masked rows (left-padding queries) NaN-free.
-        scores = scores.masked_fill(~allowed[:, None], torch.finfo(scores.dtype).min)
+    def _softmax(scores: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
+        if allowed is not None:
+            # A finite fill keeps fully masked rows (left-padding queries) NaN-free.
+            scores = scores.masked_fill(~allowed[:, None], torch.finfo(scores.dtype).min)
         return scores.softmax(dim=-1, dtype=torch.float32)
 
 
@@ -419,9 +418,9 @@ class Block(nn.Module):
         self.ffn_norm = RMSNorm(args.dim, args.rms_norm_eps)
         self.ffn: nn.Module = MLP(args.dim, args.inter_dim) if layer_id < args.n_dense_layers else MoE(args)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, allowed: torch.Tensor,
+    def forward(self, x: torch.Tensor, rotation: torch.Tensor, allowed: torch.Tensor | None,
                 cache: LatentCache | None = None) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), cos, sin, allowed, cache, self.layer_id)
+        x = x + self.attn(self.attn_norm(x), rotation, allowed, cache, self.layer_id)
         return x + self.ffn(self.ffn_norm(x))
 
 
@@ -436,6 +435,26 @@ class Transformer(nn.Module):
         self.norm = RMSNorm(args.dim, args.rms_norm_eps)
         self.head = nn.Linear(args.dim, args.vocab_size, bias=False)
         self.freqs, self.rope_magnitude = rope_frequencies(args)
+
+    def rotation(self, positions: torch.Tensor) -> torch.Tensor:
+        """Complex rotary factors [B, T, rope_dim / 2] for positions [B, T]: computed per call rather
+        than read from a table, so any position works and nothing depends on the device."""
+        angles = positions[..., None].float() * self.freqs.to(positions.device)
+        return torch.polar(torch.full_like(angles, self.rope_magnitude), angles)
+
+    @staticmethod
+    def _attention_mask(seqlen: int, start: int, pad_mask: torch.Tensor | None,
+                        cache: LatentCache | None, device: torch.device) -> torch.Tensor | None:
+        """allowed [B, T, start + T]: query t sits at position start + t and sees real keys up to there.
+        None when every key is allowed (one new token and no padding in the cache), which saves the masking."""
+        if cache is None:
+            keys = pad_mask
+        else:
+            if seqlen == 1 and not cache.has_padding:
+                return None
+            keys = cache.valid[:, : start + seqlen]
+        causal = torch.ones(seqlen, start + seqlen, dtype=torch.bool, device=device).tril(start)[None]
+        return causal if keys is None else causal & keys[:, None, :].bool()
 
     def new_cache(self, batch: int, capacity: int) -> LatentCache:
         args = self.args
@@ -460,24 +479,19 @@ class Transformer(nn.Module):
         device = tokens.device
         if positions is None:
             positions = torch.arange(seqlen, device=device).expand(bsz, -1)
-        real = torch.ones(bsz, seqlen, dtype=torch.bool, device=device) if pad_mask is None else pad_mask.bool()
-        start = 0
-        if cache is None:
-            keys = real
-        else:
-            start = cache.length
+        start = 0 if cache is None else cache.length
+        if cache is not None:
             cache.reserve(seqlen)
-            cache.valid[:, start : start + seqlen] = real
-            keys = cache.valid[:, : start + seqlen]
-        # Query t sits at cache position start + t and sees keys up to there.
-        causal = torch.ones(seqlen, start + seqlen, dtype=torch.bool, device=device).tril(start)
-        allowed = causal[None] & keys[:, None, :]
-        # Angles per call rather than a table: any position works and nothing depends on the device.
-        angles = positions[..., None].float() * self.freqs.to(device)
-        cos, sin = angles.cos() * self.rope_magnitude, angles.sin() * self.rope_magnitude
+            if pad_mask is None:
+                cache.valid[:, start : start + seqlen] = True
+            else:
+                cache.valid[:, start : start + seqlen] = pad_mask
+                cache.has_padding = cache.has_padding or not bool(pad_mask.all())
+        allowed = self._attention_mask(seqlen, start, pad_mask, cache, device)
+        rotation = self.rotation(positions)
         h = self.embed(tokens)
         for layer in self.layers:
-            h = layer(h, cos, sin, allowed, cache)
+            h = layer(h, rotation, allowed, cache)
         if cache is not None:
             cache.length = start + seqlen
         if keep is not None:
