@@ -192,15 +192,17 @@ def apply_rotary(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
 
 
 class LatentCache:
-    """Per layer, what MLA needs of every past token: the normalized KV latent (as kv_b_proj sees it)
-    and the roped key shared by all heads. 576 values per token per layer in V3, against
-    128 x (192 + 128) for a per-head cache. `valid` [B, S] marks real (not left-padding) tokens.
-    Storage grows by doubling, so a long `max_tokens` costs nothing until it is used."""
+    """Per layer, what MLA needs of every past token: [normalized KV latent (as kv_b_proj sees it) |
+    roped key shared by all heads] in one row, so decode scores both parts with a single matmul.
+    576 values per token per layer in V3, against 128 x (192 + 128) for a per-head cache. `valid` [B, S]
+    marks real (not left-padding) tokens. Storage grows by doubling, so a long `max_tokens` costs
+    nothing until it is used."""
 
     def __init__(self, n_layers: int, batch: int, capacity: int, kv_dim: int, rope_dim: int,
                  dtype: torch.dtype, device: torch.device | str) -> None:
-        self.latent = [torch.zeros(batch, capacity, kv_dim, dtype=dtype, device=device) for _ in range(n_layers)]
-        self.k_pe = [torch.zeros(batch, capacity, rope_dim, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.kv_dim = kv_dim
+        self.rows = [torch.zeros(batch, capacity, kv_dim + rope_dim, dtype=dtype, device=device)
+                     for _ in range(n_layers)]
         self.valid = torch.zeros(batch, capacity, dtype=torch.bool, device=device)
         self.has_padding = False  # whether any cached position is left padding, which decode must mask
         self.length = 0
@@ -215,13 +217,11 @@ class LatentCache:
         def pad(t: torch.Tensor) -> torch.Tensor:
             return torch.cat([t, t.new_zeros(t.shape[0], grow, *t.shape[2:])], dim=1)
 
-        self.latent = [pad(t) for t in self.latent]
-        self.k_pe = [pad(t) for t in self.k_pe]
+        self.rows = [pad(t) for t in self.rows]
         self.valid = pad(self.valid)
 
     def keep_rows(self, rows: torch.Tensor) -> None:
-        self.latent = [t[rows] for t in self.latent]
-        self.k_pe = [t[rows] for t in self.k_pe]
+        self.rows = [t[rows] for t in self.rows]
         self.valid = self.valid[rows]
 
 
@@ -276,14 +276,15 @@ class MLA(nn.Module):
         start = 0 if cache is None else cache.length
         if cache is not None:
             # Cached as kv_b_proj's GEMM sees it, so absorbed decode does the same math as the naive prefill.
-            cache.latent[layer][:, start : start + seqlen] = self.wkv_b.seen_input(latent)
-            cache.k_pe[layer][:, start : start + seqlen] = k_pe
+            rows = cache.rows[layer][:, start : start + seqlen]
+            rows[..., : self.kv_lora_rank] = self.wkv_b.seen_input(latent)
+            rows[..., self.kv_lora_rank :] = k_pe
         if start == 0:
             out = self._naive(q_nope, q_pe, latent, k_pe, allowed)
         else:
             assert cache is not None
             end = start + seqlen
-            out = self._absorbed(q_nope, q_pe, cache.latent[layer][:, :end], cache.k_pe[layer][:, :end], allowed)
+            out = self._absorbed(q_nope, q_pe, cache.rows[layer][:, :end], allowed)
         return self.wo(out.flatten(2))
 
     def _naive(self, q_nope: torch.Tensor, q_pe: torch.Tensor, latent: torch.Tensor, k_pe: torch.Tensor,
@@ -297,17 +298,20 @@ class MLA(nn.Module):
         probs = self._softmax(scores, allowed).to(v.dtype)
         return torch.einsum("bhst,bthd->bshd", probs, v)
 
-    def _absorbed(self, q_nope: torch.Tensor, q_pe: torch.Tensor, latent: torch.Tensor, k_pe: torch.Tensor,
+    def _absorbed(self, q_nope: torch.Tensor, q_pe: torch.Tensor, cached: torch.Tensor,
                   allowed: torch.Tensor | None) -> torch.Tensor:
+        """Attention of queries [B, T, H, .] against cached rows [B, S, latent | rope]."""
         # q_nope . (W_k c) = (W_k^T q_nope) . c and P (W_v c) = W_v (P c): attention runs on the
         # r-dim latent and per-head keys/values are never built for the cached tokens.
         wkv_b = self.absorbed_weight()
         w_k, w_v = wkv_b[:, : self.qk_nope_head_dim], wkv_b[:, self.qk_nope_head_dim :]
-        q_latent = torch.einsum("bthd,hdc->bthc", q_nope, w_k)
-        scores = torch.einsum("bthc,bsc->bhts", q_latent, latent) + torch.einsum("bthr,bsr->bhts", q_pe, k_pe)
-        probs = self._softmax(scores * self.softmax_scale, allowed).to(latent.dtype)
-        context = torch.einsum("bhts,bsc->bthc", probs, latent)
-        return torch.einsum("bthc,hdc->bthd", context, w_v)
+        bsz, seqlen = q_nope.shape[:2]
+        q = torch.cat([torch.einsum("bthd,hdc->bthc", q_nope, w_k), q_pe], dim=-1)
+        scores = torch.matmul(q.flatten(1, 2), cached.transpose(1, 2))
+        scores = scores.unflatten(1, (seqlen, self.n_heads)).transpose(1, 2)  # [B, H, T, S]
+        probs = self._softmax(scores * self.softmax_scale, allowed).to(cached.dtype)
+        context = torch.matmul(probs.transpose(1, 2).flatten(1, 2), cached[..., : self.kv_lora_rank])
+        return torch.einsum("bthc,hdc->bthd", context.unflatten(1, (seqlen, self.n_heads)), w_v)
 
     def absorbed_weight(self) -> torch.Tensor:
         """kv_b_proj as [heads, nope + v, latent], dequantized once."""
