@@ -17,7 +17,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from evalkit.backend import Completion, GenerateRequest, Loglikelihood, LoglikelihoodRequest
 from evalkit.errors import BackendError, UserError
 
-from .causal_lm import CausalLM, eos_token_ids, flag_option, positive_int_option
+from .causal_lm import (
+    CausalLM,
+    device_option,
+    eos_token_ids,
+    flag_option,
+    positive_int_option,
+    reject_unknown_options,
+)
 
 DTYPES: dict[str, torch.dtype | str] = {
     "float32": torch.float32,
@@ -126,13 +133,9 @@ class HFBackend:
     cacheable = True
 
     def __init__(self, location: str, **options: Any) -> None:
-        unknown = sorted(set(options) - set(KNOWN_OPTIONS))
-        if unknown:
-            raise UserError(
-                f"unknown hf backend option(s) {', '.join(unknown)}; known options: {', '.join(KNOWN_OPTIONS)}"
-            )
+        reject_unknown_options(options, KNOWN_OPTIONS, "hf")
         self.location = location
-        self.device = str(options.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = device_option(options, "hf")
         # float32 on CPU because CPU half-precision kernels are slow or missing; on GPU the checkpoint's own dtype.
         dtype_name = options.get("dtype") or ("float32" if self.device == "cpu" else "auto")
         if dtype_name not in DTYPES:
@@ -143,13 +146,6 @@ class HFBackend:
         requested_max = options.get("max_length")
         if requested_max is not None:
             requested_max = positive_int_option(requested_max, "hf", "max_length")
-        try:
-            torch.device(self.device)
-        except RuntimeError as exc:
-            raise UserError(f"hf option device={self.device!r} is not a torch device ({exc}); use cpu or cuda") from exc
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise BackendError(f"hf option device={self.device!r} but torch sees no CUDA device; use device=cpu")
-
         local = self._local_checkpoint(location)
         source = str(local) if local is not None else location
         try:

@@ -19,7 +19,14 @@ import torch
 from evalkit.backend import Completion, GenerateRequest, Loglikelihood, LoglikelihoodRequest
 from evalkit.errors import BackendError, UserError
 
-from ..causal_lm import CausalLM, eos_token_ids, flag_option, positive_int_option
+from ..causal_lm import (
+    CausalLM,
+    device_option,
+    eos_token_ids,
+    flag_option,
+    positive_int_option,
+    reject_unknown_options,
+)
 from ..hf import checkpoint_fingerprint
 from .checkpoint import load_checkpoint
 from .model import LatentCache, Transformer
@@ -76,16 +83,10 @@ class MoEBackend:
     def __init__(self, location: str, **options: Any) -> None:
         from transformers import AutoTokenizer
 
-        unknown = sorted(set(options) - set(KNOWN_OPTIONS))
-        if unknown:
-            raise UserError(
-                f"unknown moe backend option(s) {', '.join(unknown)}; known options: {', '.join(KNOWN_OPTIONS)}"
-            )
+        reject_unknown_options(options, KNOWN_OPTIONS, "moe")
         self.location = location
-        self.device = str(options.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = device_option(options, "moe")
         on_gpu = self.device.startswith("cuda")
-        if on_gpu and not torch.cuda.is_available():
-            raise BackendError(f"moe option device={self.device!r} but torch sees no CUDA device; use device=cpu")
         self.precision = options.get("precision") or ("triton" if on_gpu else "ref")
         if self.precision not in PRECISIONS:
             raise UserError(f"moe option precision={self.precision!r} is not one of {', '.join(PRECISIONS)}")
