@@ -9,6 +9,7 @@ reproducible.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, Sequence
@@ -282,6 +283,45 @@ class CausalLM:
                 total = float(logprobs[k, where, ids].sum())
                 results[i] = Loglikelihood(total, bool((greedy[k, where] == ids).all()))
         return results
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    """A tokenizer's chat template and whether chat prompts are rendered with it."""
+
+    text: str | None
+    status: ChatTemplateStatus
+
+    @classmethod
+    def of(cls, tokenizer: Any, use: bool) -> ChatTemplate:
+        text = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else None
+        return cls(text, "absent" if not text else ("applied" if use else "disabled"))
+
+    @property
+    def identity(self) -> str:
+        return f"chat_template={'on' if self.status == 'applied' else 'off'}"
+
+    def describe(self) -> dict[str, Any]:
+        digest = hashlib.sha256(self.text.encode()).hexdigest() if self.text else None
+        return {"chat_template": self.status, "chat_template_sha256": digest}
+
+
+class CausalLMBackend:
+    """What in-process backends (hf:, moe:) share: the Backend protocol's requests answered by `self.lm`."""
+
+    supports = frozenset({"generate", "loglikelihood"})
+    cacheable = True
+    lm: CausalLM
+
+    def render(self, request: GenerateRequest) -> str:
+        """The exact text sent to the model for `request`."""
+        return self.lm.render(request)
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[list[Completion]]:
+        return self.lm.generate(requests)
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
+        return self.lm.loglikelihood(requests)
 
 
 def eos_token_ids(tokenizer: Any, generation_eos: int | Sequence[int] | None = None) -> frozenset[int]:

@@ -8,17 +8,18 @@ from __future__ import annotations
 import hashlib
 import inspect
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from evalkit.backend import Completion, GenerateRequest, Loglikelihood, LoglikelihoodRequest
 from evalkit.errors import BackendError, UserError
 
 from .causal_lm import (
     CausalLM,
+    CausalLMBackend,
+    ChatTemplate,
     device_option,
     eos_token_ids,
     flag_option,
@@ -126,11 +127,8 @@ class HFForwardPasses:
         return out.logits[:, -span:, :].float()
 
 
-class HFBackend:
+class HFBackend(CausalLMBackend):
     """A causal LM loaded with transformers, answering generate and loglikelihood requests."""
-
-    supports = frozenset({"generate", "loglikelihood"})
-    cacheable = True
 
     def __init__(self, location: str, **options: Any) -> None:
         reject_unknown_options(options, KNOWN_OPTIONS, "hf")
@@ -165,15 +163,13 @@ class HFBackend:
             self.fingerprint = getattr(self.model.config, "_commit_hash", None) or location
         self.dtype = str(self.model.dtype).removeprefix("torch.")
         self.max_length = requested_max or _config_context_length(self.model.config)
-        template = self.tokenizer.chat_template if isinstance(self.tokenizer.chat_template, str) else None
-        self.chat_template = template
-        self.chat_template_status = "absent" if not template else ("applied" if use_template else "disabled")
+        self.chat_template = ChatTemplate.of(self.tokenizer, use_template)
         self.lm = CausalLM(
             tokenizer=self.tokenizer,
             passes=HFForwardPasses(self.model, self.device),
             batch_size=self.batch_size,
             max_length=self.max_length,
-            chat_template_status=self.chat_template_status,
+            chat_template_status=self.chat_template.status,
             eos_ids=eos_token_ids(
                 self.tokenizer, getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
             ),
@@ -181,7 +177,7 @@ class HFBackend:
         )
 
         identity = f"hf:{self.resolved}@{self.fingerprint};dtype={self.dtype}"
-        identity += f";chat_template={'on' if self.chat_template_status == 'applied' else 'off'}"
+        identity += f";{self.chat_template.identity}"
         if requested_max is not None:
             identity += f";max_length={requested_max}"
         self.identity = identity
@@ -215,24 +211,12 @@ class HFBackend:
             "device": self.device,
             "batch_size": self.batch_size,
             "max_length": self.max_length,
-            "chat_template": self.chat_template_status,
-            "chat_template_sha256": (
-                hashlib.sha256(self.chat_template.encode()).hexdigest() if self.chat_template else None
-            ),
+            **self.chat_template.describe(),
             "model_class": type(self.model).__name__,
             "num_parameters": sum(p.numel() for p in self.model.parameters()),
             "transformers_version": transformers.__version__,
             "torch_version": torch.__version__,
         }
-
-    def render(self, request: GenerateRequest) -> str:
-        return self.lm.render(request)
-
-    def generate(self, requests: Sequence[GenerateRequest]) -> list[list[Completion]]:
-        return self.lm.generate(requests)
-
-    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
-        return self.lm.loglikelihood(requests)
 
 
 def _config_context_length(config: Any) -> int | None:

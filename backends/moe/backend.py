@@ -8,19 +8,19 @@ max_length, chat_template=true|false, quantize=true (FP8 at load for a BF16/FP32
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
-from evalkit.backend import Completion, GenerateRequest, Loglikelihood, LoglikelihoodRequest
 from evalkit.errors import BackendError, UserError
 
 from ..causal_lm import (
     CausalLM,
+    CausalLMBackend,
+    ChatTemplate,
     device_option,
     eos_token_ids,
     flag_option,
@@ -74,11 +74,8 @@ class MoEForwardPasses:
         return self.model(input_ids, positions, mask.bool(), keep=span)
 
 
-class MoEBackend:
+class MoEBackend(CausalLMBackend):
     """The bundled DeepSeek-V3-architecture model, answering generate and loglikelihood requests."""
-
-    supports = frozenset({"generate", "loglikelihood"})
-    cacheable = True
 
     def __init__(self, location: str, **options: Any) -> None:
         from transformers import AutoTokenizer
@@ -112,21 +109,19 @@ class MoEBackend:
                 "the directory needs tokenizer.json / tokenizer_config.json"
             ) from exc
         self.fingerprint = checkpoint_fingerprint(self.path)
-        self.max_length = requested_max or self._config_max_length()
-        template = self.tokenizer.chat_template if isinstance(self.tokenizer.chat_template, str) else None
-        self.chat_template = template
-        self.chat_template_status = "absent" if not template else ("applied" if use_template else "disabled")
+        self.max_length = requested_max or self.model.args.max_seq_len
+        self.chat_template = ChatTemplate.of(self.tokenizer, use_template)
         self.lm = CausalLM(
             tokenizer=self.tokenizer,
             passes=MoEForwardPasses(self.model, self.device),
             batch_size=self.batch_size,
             max_length=self.max_length,
-            chat_template_status=self.chat_template_status,
+            chat_template_status=self.chat_template.status,
             eos_ids=eos_token_ids(self.tokenizer, _generation_eos(self.path)),
             name="moe",
         )
         identity = f"moe:{self.path}@{self.fingerprint};precision={self.precision};dtype={self.dtype}"
-        identity += f";chat_template={'on' if self.chat_template_status == 'applied' else 'off'}"
+        identity += f";{self.chat_template.identity}"
         if self.quantize:
             identity += ";quantize=fp8"
         if requested_max is not None:
@@ -145,10 +140,6 @@ class MoEBackend:
             )
         return path.resolve()
 
-    def _config_max_length(self) -> int | None:
-        value = json.loads((self.path / "config.json").read_text()).get("max_position_embeddings")
-        return value if isinstance(value, int) and value > 0 else None
-
     def describe(self) -> dict[str, Any]:
         args = self.model.args
         quantized = sum(1 for m in self.model.modules() if getattr(m, "scale_inv", None) is not None)
@@ -164,25 +155,13 @@ class MoEBackend:
             "max_length": self.max_length,
             "quantized_projections": quantized,
             "quantize_at_load": self.quantize,
-            "chat_template": self.chat_template_status,
-            "chat_template_sha256": (
-                hashlib.sha256(self.chat_template.encode()).hexdigest() if self.chat_template else None
-            ),
+            **self.chat_template.describe(),
             "layers": args.n_layers,
             "routed_experts": args.n_routed_experts,
             "experts_per_token": args.n_activated_experts,
             "num_parameters": sum(p.numel() for p in self.model.parameters()),
             "torch_version": torch.__version__,
         }
-
-    def render(self, request: GenerateRequest) -> str:
-        return self.lm.render(request)
-
-    def generate(self, requests: Sequence[GenerateRequest]) -> list[list[Completion]]:
-        return self.lm.generate(requests)
-
-    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
-        return self.lm.loglikelihood(requests)
 
 
 def _generation_eos(path: Path) -> Any:

@@ -53,6 +53,8 @@ class ModelArgs:
     mscale: float = 1.0
     mscale_all_dim: float = 0.0
     tie_word_embeddings: bool = False
+    # The context length the checkpoint declares (max_position_embeddings); None when it declares none.
+    max_seq_len: int | None = None
 
     @classmethod
     def from_hf_config(cls, cfg: dict[str, Any]) -> ModelArgs:
@@ -110,6 +112,7 @@ class ModelArgs:
             rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
             rope_theta=theta,
             tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+            max_seq_len=cfg.get("max_position_embeddings") or None,
             **yarn,
         )
 
