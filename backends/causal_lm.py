@@ -336,14 +336,6 @@ def eos_token_ids(tokenizer: Any, generation_eos: int | Sequence[int] | None = N
     return frozenset(ids)
 
 
-def reject_unknown_options(options: dict[str, Any], known: Sequence[str], backend: str) -> None:
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise UserError(
-            f"unknown {backend} backend option(s) {', '.join(unknown)}; known options: {', '.join(known)}"
-        )
-
-
 def device_option(options: dict[str, Any], backend: str) -> str:
     """The `device` option, default cuda when torch sees a GPU; errors name the option and the fix."""
     device = str(options.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -354,15 +346,3 @@ def device_option(options: dict[str, Any], backend: str) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise BackendError(f"{backend} option device={device!r} but torch sees no CUDA device; use device=cpu")
     return device
-
-
-def positive_int_option(value: Any, backend: str, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(f"{backend} option {name}={value!r} must be a positive integer")
-    return value
-
-
-def flag_option(value: Any, backend: str, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise UserError(f"{backend} option {name}={value!r} must be true or false")
-    return value

@@ -22,10 +22,8 @@ from .causal_lm import (
     ChatTemplate,
     device_option,
     eos_token_ids,
-    flag_option,
-    positive_int_option,
-    reject_unknown_options,
 )
+from .options import flag_option, positive_int_option, reject_unknown_options
 
 DTYPES: dict[str, torch.dtype | str] = {
     "float32": torch.float32,

@@ -46,11 +46,15 @@ class GenerateRequest:
 
 @dataclass(frozen=True)
 class Completion:
+    """One completion. finish_reason "error" (with `error` saying why) is a request that failed for
+    good: the runner records it, never scores or caches it, and asks again on the next run."""
+
     text: str
     finish_reason: FinishReason = "stop"
     reasoning: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,10 +67,12 @@ class LoglikelihoodRequest:
 @dataclass(frozen=True)
 class Loglikelihood:
     """Sum of log-probs of the continuation's tokens given the context, and whether greedy decoding
-    from the context would have produced exactly the continuation."""
+    from the context would have produced exactly the continuation. `error` set: the request failed
+    for good (as for Completion)."""
 
     logprob: float
     is_greedy: bool
+    error: str | None = None
 
 
 @runtime_checkable
@@ -76,7 +82,13 @@ class Backend(Protocol):
     `identity` names the model and every setting that changes its outputs (weights fingerprint,
     dtype, chat template); it is part of the request-cache key. `supports` lists the request kinds
     it answers. `cacheable` is False for backends whose answers are free (replay).
-    `describe()` returns what config.json records about it."""
+    `describe()` returns what config.json records about it.
+
+    Optional: `render(request)` (the exact prompt sent, recorded per sample), `stats()` (counters of
+    this process's requests, written to results.json), `max_concurrency` (requests the backend runs at
+    once: the runner keeps that many busy), `unsupported_reason` ({kind: why}, for error messages),
+    `transport_options` (option names that only say how to reach the model: not part of a run's
+    definition)."""
 
     identity: str
     supports: frozenset[RequestKind]
@@ -95,6 +107,7 @@ BackendFactory = Callable[..., Backend]
 _BUILTIN: dict[str, tuple[str, str]] = {
     "hf": ("evalkit.backends.hf", "HFBackend"),
     "moe": ("evalkit.backends.moe.backend", "MoEBackend"),
+    "openai": ("evalkit.backends.openai", "OpenAIBackend"),
     "replay": ("evalkit.backends.replay", "ReplayBackend"),
 }
 _FACTORIES: dict[str, BackendFactory] = {}
@@ -135,9 +148,11 @@ def load_backend(uri: str, **options: Any) -> Backend:
 
 def require_support(backend: Backend, kind: RequestKind, task_name: str) -> None:
     if kind not in backend.supports:
+        reason = getattr(backend, "unsupported_reason", {}).get(kind)
         raise BackendError(
             f"task {task_name!r} needs {kind} requests but backend {backend.identity!r} only supports "
-            f"{', '.join(sorted(backend.supports))}; drop the task or use a backend that supports {kind}"
+            f"{', '.join(sorted(backend.supports))}{f' ({reason})' if reason else ''}; "
+            f"drop the task or use a backend that supports {kind}"
         )
 
 

@@ -253,6 +253,9 @@ def read_run(path: Path) -> RunData:
         raise UserError(f"{rundir.samples_path} does not exist; the gate needs per-sample scores: copy the whole run directory")
     by_task: dict[str, dict[str, dict[int, tuple[float, str | None]]]] = {}
     for number, record in enumerate(rundir.read_samples(), start=1):
+        if record.get("outcome") == "error":
+            raise UserError(f"{rundir.samples_path}:{number} is a request that failed ({record.get('details', {}).get('error')}); "
+                            f"run the run's command again to retry the failed requests before gating on it")
         try:
             task, sample_id, index = record["task"], str(record["sample_id"]), int(record["sample_index"])
             if task in tasks:

@@ -13,7 +13,8 @@ def task_results(task: Task, records: Sequence[Mapping[str, Any]], k: int) -> di
     """Aggregate one task's sample records (k per sample) into its results.json entry.
 
     Every sample must have exactly the k completions asked for: a short count is an error, never an
-    average over fewer."""
+    average over fewer. A sample with a failed request (outcome "error") is left out of the metrics and
+    counted in n_errors / n_samples_with_errors: a request that failed is not a wrong answer."""
     by_sample: dict[str, dict[int, Mapping[str, Any]]] = defaultdict(dict)
     for record in records:
         by_sample[record["sample_id"]][record["sample_index"]] = record
@@ -24,10 +25,12 @@ def task_results(task: Task, records: Sequence[Mapping[str, Any]], k: int) -> di
             f"task {task.name}: {len(short)} samples do not have exactly {k} completions "
             f"(e.g. {short[0]!r} has indices {got}); run the same command again to complete them"
         )
-    sample_ids = list(by_sample)
+    failed = {s for s, got in by_sample.items() if any(r["outcome"] == "error" for r in got.values())}
+    sample_ids = [s for s in by_sample if s not in failed]
     scores = [[by_sample[s][i]["score"] for i in range(k)] for s in sample_ids]
     answers = [[by_sample[s][i]["answer"] for i in range(k)] for s in sample_ids]
-    names = _distinct_metrics(metrics.resolve_metric_names(task.metrics, k), k)
+    # With every sample failed there is no figure to give: none, rather than 0%.
+    names = _distinct_metrics(metrics.resolve_metric_names(task.metrics, k), k) if sample_ids else []
     result: dict[str, Any] = {
         "metrics": {name: metrics.compute_metric(name, scores, answers).as_dict() for name in names},
         "breakdown": {},
@@ -35,6 +38,9 @@ def task_results(task: Task, records: Sequence[Mapping[str, Any]], k: int) -> di
         "n_per_sample": k,
         "outcomes": dict(sorted(Counter(record["outcome"] for record in records).items())),
         "n_truncated": sum(1 for record in records if record.get("finish_reason") == "length"),
+        "n_errors": sum(1 for record in records if record["outcome"] == "error"),
+        "n_samples_with_errors": len(failed),
+        "usage": _usage_totals(records),
     }
     for key in task.breakdown_keys:
         groups = [str(by_sample[s][0]["metadata"].get(key)) for s in sample_ids]
@@ -44,6 +50,14 @@ def task_results(task: Task, records: Sequence[Mapping[str, Any]], k: int) -> di
         }
     return result
 
+def _usage_totals(records: Sequence[Mapping[str, Any]]) -> dict[str, int | None]:
+    """Token totals over the records that report usage (None when none does, e.g. log-likelihood tasks)."""
+    totals: dict[str, int | None] = {}
+    for field in ("prompt_tokens", "completion_tokens"):
+        values = [(record.get("usage") or {}).get(field) for record in records]
+        known = [value for value in values if value is not None]
+        totals[field] = sum(known) if known else None
+    return totals
 
 
 def _distinct_metrics(names: list[str], k: int) -> list[str]:

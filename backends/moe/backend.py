@@ -23,11 +23,9 @@ from ..causal_lm import (
     ChatTemplate,
     device_option,
     eos_token_ids,
-    flag_option,
-    positive_int_option,
-    reject_unknown_options,
 )
 from ..hf import checkpoint_fingerprint
+from ..options import flag_option, positive_int_option, reject_unknown_options
 from .checkpoint import load_checkpoint
 from .model import LatentCache, Transformer
 from .ops import PRECISIONS

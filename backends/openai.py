@@ -1,0 +1,497 @@
+"""`openai:MODEL` — a model served behind an OpenAI-compatible API (vLLM, SGLang, transformers serve, a
+hosted API), reached with the official `openai` client.
+
+Requests run on one asyncio loop in a background thread, at most `max_concurrency` in flight, spread
+over one or more base URLs by least outstanding requests. 429, 5xx, dropped connections and timeouts
+are retried with exponential backoff and full jitter (at least the server's Retry-After); an endpoint
+that keeps failing is taken out for a cool-down and its requests go to the others. Any other 4xx
+stops the run with the server's message. A request that still fails after `max_retries` comes back as
+a completion with finish_reason "error", which the runner records, does not score, and asks again
+when the same command is run again.
+
+Chat prompts go to /v1/chat/completions, raw prompts to /v1/completions (`api=auto`); log-likelihoods
+are read from /v1/completions with `echo` and `logprobs`, which is probed before any work starts.
+The API key is read from the environment variable named by `api_key_env` and never leaves this
+object: not in identity, describe(), logs, or error messages (they are redacted).
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import random
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
+
+from evalkit.backend import Completion, GenerateRequest, Loglikelihood, LoglikelihoodRequest
+from evalkit.errors import BackendError, UserError
+
+from .options import positive_int_option, reject_unknown_options
+
+log = logging.getLogger("evalkit")
+
+KNOWN_OPTIONS = ("base_url", "api_key_env", "max_concurrency", "timeout", "max_retries", "api", "tag")
+API_MODES = ("auto", "chat", "completions")
+DEFAULT_MAX_CONCURRENCY = 32
+DEFAULT_TIMEOUT = 600.0  # seconds for one request: a long chain of thought at a few tokens/s takes minutes
+DEFAULT_MAX_RETRIES = 8
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 30.0
+EJECT_AFTER = 3  # consecutive failures before an endpoint is taken out
+EJECT_SECONDS = 5.0  # first cool-down; doubles with each ejection in a row, up to EJECT_CAP
+EJECT_CAP = 120.0
+PROBE_TEXT = "The capital of France is Paris."
+
+T = TypeVar("T")
+
+
+class RequestFailed(Exception):
+    """A request that exhausted its retries; `reason` is safe to record (no key)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RequestRefused(BackendError):
+    """The server answered 4xx (not 429): retrying cannot help."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclasses.dataclass
+class Endpoint:
+    url: str
+    client: Any
+    outstanding: int = 0
+    requests: int = 0
+    failures: int = 0
+    consecutive_failures: int = 0
+    ejections: int = 0
+    ejected_until: float = 0.0
+
+    def stats(self) -> dict[str, int]:
+        return {"requests": self.requests, "failures": self.failures, "ejections": self.ejections}
+
+
+class OpenAIBackend:
+    """A model behind one or more OpenAI-compatible endpoints serving the same weights."""
+
+    cacheable = True
+    # How the model is reached, not what it answers: a run continues unchanged through other endpoints.
+    transport_options = frozenset({"base_url", "api_key_env", "max_concurrency", "timeout", "max_retries"})
+
+    def __init__(self, model: str, **options: Any):
+        reject_unknown_options(options, KNOWN_OPTIONS, "openai")
+        try:
+            import openai
+        except ImportError:
+            raise UserError("the openai: backend needs the openai client: pip install 'evalkit[openai]'") from None
+        self._openai = openai
+        self.model = model
+        urls = options.get("base_url") or os.environ.get("OPENAI_BASE_URL")
+        if not urls:
+            raise UserError("openai: backend needs a server: pass --base-url URL[,URL...] or set OPENAI_BASE_URL")
+        self.base_urls = [url.strip().rstrip("/") for url in str(urls).split(",") if url.strip()]
+        for url in self.base_urls:
+            if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+                raise UserError(f"--base-url {url!r} is not an http(s) URL; write e.g. http://localhost:8000/v1")
+        self.api_key_env = str(options.get("api_key_env", "OPENAI_API_KEY"))
+        # Servers started without --api-key (vLLM, SGLang) accept any key; the client insists on one.
+        self._api_key = os.environ.get(self.api_key_env) or "EMPTY"
+        self.max_concurrency = positive_int_option(options.get("max_concurrency", DEFAULT_MAX_CONCURRENCY), "openai", "max_concurrency")
+        self.max_retries = _non_negative_int(options.get("max_retries", DEFAULT_MAX_RETRIES), "max_retries")
+        self.timeout = float(options.get("timeout", DEFAULT_TIMEOUT))
+        if not self.timeout > 0:
+            raise UserError(f"openai option timeout={self.timeout!r} must be a positive number of seconds")
+        self.api = str(options.get("api", "auto"))
+        if self.api not in API_MODES:
+            raise UserError(f"openai option api={self.api!r} must be one of {', '.join(API_MODES)}")
+        self.tag = options.get("tag")
+        self._retries: Counter[str] = Counter()
+        self._sent = 0
+        self._failed = 0
+        self._n_honoured: bool | None = None
+        self._loglikelihood_problem: str | None | bool = False  # False: not probed yet
+        self._slots = asyncio.Semaphore(self.max_concurrency)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="evalkit-openai", daemon=True)
+        self._thread.start()
+        self._endpoints = self._call(self._open_endpoints())
+        self.root = self._call(self._served_root())
+        parts = [f"openai:{model}", f"api={self.api}"]
+        if self.root:
+            parts.append(f"root={self.root}")
+        if self.tag is not None:
+            parts.append(f"tag={self.tag}")
+        self.identity = ";".join(parts)
+
+    # -- the Backend protocol ----------------------------------------------------------------------
+
+    @property
+    def supports(self) -> frozenset[str]:
+        if self._loglikelihood_problem is False:
+            self._loglikelihood_problem = self._call(self._probe_loglikelihood())
+            if self._loglikelihood_problem:
+                log.info("openai: %s cannot score log-likelihoods: %s", self.model, self._loglikelihood_problem)
+        return frozenset({"generate"} if self._loglikelihood_problem else {"generate", "loglikelihood"})
+
+    @property
+    def unsupported_reason(self) -> dict[str, str]:
+        problem = self._loglikelihood_problem
+        return {"loglikelihood": problem} if isinstance(problem, str) else {}
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[list[Completion]]:
+        return self._call(_gather([self._generate_one(request) for request in requests]))
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
+        return self._call(_gather([self._loglikelihood_one(request) for request in requests]))
+
+    def render(self, request: GenerateRequest) -> dict[str, Any]:
+        """What is sent for `request`: which API, the prompt, and the sampling settings."""
+        api = self._api_for(request)
+        body: dict[str, Any] = {"api": api}
+        if api == "chat":
+            body["messages"] = [dict(m) for m in self._messages(request)]
+        else:
+            body["prompt"] = request.prompt
+        body.update(temperature=request.temperature, top_p=request.top_p, max_tokens=request.max_tokens,
+                    seed=request.seed, stop=list(request.stop))
+        return body
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "scheme": "openai",
+            "model": self.model,
+            "root": self.root,
+            "tag": self.tag,
+            "base_urls": [_without_credentials(url) for url in self.base_urls],
+            "api_key_env": self.api_key_env,
+            "api": self.api,
+            "api_rule": {"auto": "chat prompts -> /v1/chat/completions, raw prompts -> /v1/completions",
+                         "chat": "every prompt -> /v1/chat/completions (a raw prompt is one user message)",
+                         "completions": "raw prompts -> /v1/completions; chat prompts are refused"}[self.api],
+            "max_concurrency": self.max_concurrency,
+            "timeout": self.timeout,
+            "max_retries": self.max_retries,
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of this process's requests: what a run reports next to its results."""
+        return {
+            "requests_sent": self._sent,
+            "retries": sum(self._retries.values()),
+            "retries_by_reason": dict(sorted(self._retries.items())),
+            "failed": self._failed,
+            # Learned from the server's replies: True when it returned n choices for n > 1.
+            "n_per_request": self._n_honoured,
+            "endpoints": {_without_credentials(e.url): e.stats() for e in self._endpoints},
+        }
+
+    def close(self) -> None:
+        if self._loop.is_running():
+            self._call(_close_clients(self._endpoints))
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+
+    # -- requests ----------------------------------------------------------------------------------
+
+    def _call(self, coroutine: Awaitable[T]) -> T:
+        """Run a coroutine on the backend's loop from any thread (the runner may ask from several)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    async def _open_endpoints(self) -> list[Endpoint]:
+        # The client's own retries are off: retrying here lets a failed attempt move to another endpoint.
+        return [Endpoint(url, self._openai.AsyncOpenAI(base_url=url, api_key=self._api_key, max_retries=0,
+                                                       timeout=self.timeout)) for url in self.base_urls]
+
+    async def _served_root(self) -> str | None:
+        """The checkpoint behind the model name, as vLLM reports it in /v1/models (`root`): part of the
+        identity, so that cached answers of one checkpoint are never served for another of the same name."""
+        roots = set()
+        for endpoint in self._endpoints:
+            try:
+                listing = await endpoint.client.models.list()
+            except self._openai.APIConnectionError as error:
+                raise BackendError(f"cannot reach the server at {_without_credentials(endpoint.url)} "
+                                   f"({self._redact(str(error))}); start it or fix --base-url") from None
+            except self._openai.AuthenticationError as error:
+                raise BackendError(self._rejected(endpoint, error, f"check the key in ${self.api_key_env}")) from None
+            except self._openai.APIStatusError as error:
+                log.info("openai: %s has no usable /models (%s); the identity names only the model",
+                         _without_credentials(endpoint.url), error.status_code)
+                continue
+            served = {entry.id: getattr(entry, "root", None) for entry in listing.data}
+            if served and self.model not in served:
+                raise BackendError(f"the server at {_without_credentials(endpoint.url)} does not serve model "
+                                   f"{self.model!r}; it serves: {', '.join(sorted(served))}")
+            roots.add(served.get(self.model))
+        roots.discard(None)
+        if len(roots) > 1:
+            raise BackendError(f"the endpoints serve different checkpoints as {self.model!r} ({', '.join(sorted(roots))}); "
+                               f"give --base-url servers of one model")
+        return roots.pop() if roots else None
+
+    def _api_for(self, request: GenerateRequest) -> str:
+        if self.api == "completions" or (self.api == "auto" and request.messages is None):
+            if request.prompt is None:
+                raise UserError("openai option api=completions cannot send a chat prompt (no chat template here); "
+                                "use api=auto or api=chat")
+            return "completions"
+        return "chat"
+
+    @staticmethod
+    def _messages(request: GenerateRequest) -> tuple[Any, ...]:
+        if request.messages is not None:
+            return request.messages
+        return ({"role": "user", "content": request.prompt},)
+
+    async def _generate_one(self, request: GenerateRequest) -> list[Completion]:
+        if request.n == 1 or self._n_honoured is False:
+            return await self._completions_one_by_one(request, request.n)
+        try:
+            completions = await self._ask(request, request.n, request.seed)
+        except RequestFailed as failure:
+            return [_failed(failure)] * request.n
+        if len(completions) == request.n:
+            self._n_honoured = True
+            return completions
+        if self._n_honoured is None:
+            log.info("openai: the server returned %d choice(s) for n=%d; asking one request per sample index",
+                     len(completions), request.n)
+        self._n_honoured = False
+        rest = await self._completions_one_by_one(dataclasses.replace(request, n=request.n - 1, seed=_shift(request.seed, 1)),
+                                                  request.n - 1)
+        return completions[:1] + rest
+
+    async def _completions_one_by_one(self, request: GenerateRequest, n: int) -> list[Completion]:
+        async def one(j: int) -> Completion:
+            try:
+                return (await self._ask(request, 1, _shift(request.seed, j)))[0]
+            except RequestFailed as failure:
+                return _failed(failure)
+        return list(await asyncio.gather(*(one(j) for j in range(n))))
+
+    async def _ask(self, request: GenerateRequest, n: int, seed: int | None) -> list[Completion]:
+        api = self._api_for(request)
+        common: dict[str, Any] = {"model": self.model, "temperature": request.temperature, "max_tokens": request.max_tokens}
+        if request.top_p < 1.0:
+            common["top_p"] = request.top_p
+        if n > 1:
+            common["n"] = n
+        if seed is not None:
+            common["seed"] = seed
+        if request.stop:
+            common["stop"] = list(request.stop)
+        if api == "chat":
+            messages = [dict(m) for m in self._messages(request)]
+            response = await self._send(lambda client: client.chat.completions.create(messages=messages, **common))
+            choices = sorted(response.choices, key=lambda c: c.index)
+            texts = [(c.message.content or "", _reasoning(c.message), c.finish_reason) for c in choices]
+        else:
+            response = await self._send(lambda client: client.completions.create(prompt=request.prompt, **common))
+            choices = sorted(response.choices, key=lambda c: c.index)
+            texts = [(c.text or "", None, c.finish_reason) for c in choices]
+        if not texts:
+            raise BackendError(f"the server returned no choices for a request to {self.model!r}; it is broken")
+        usage = response.usage
+        prompt_tokens = usage.prompt_tokens if usage else None
+        # Servers report one completion-token total for all n choices; each choice gets its share.
+        completion_tokens = round(usage.completion_tokens / len(texts)) if usage and texts else None
+        return [Completion(text, "length" if finish == "length" else "stop", reasoning, prompt_tokens, completion_tokens)
+                for text, reasoning, finish in texts]
+
+    async def _loglikelihood_one(self, request: LoglikelihoodRequest) -> Loglikelihood:
+        if not request.continuation:
+            raise BackendError("loglikelihood request has an empty continuation; the task must give a non-empty one")
+        text = request.context + request.continuation
+        try:
+            response = await self._send(lambda client: client.completions.create(
+                model=self.model, prompt=text, echo=True, logprobs=1, max_tokens=1, temperature=0.0))
+        except RequestFailed as failure:
+            return Loglikelihood(float("nan"), False, error=failure.reason)
+        return _continuation_loglikelihood(response.choices[0].logprobs, len(request.context), len(text))
+
+    async def _probe_loglikelihood(self) -> str | None:
+        """Why this server cannot score log-likelihoods, or None when it can (one tiny echo request)."""
+        try:
+            response = await self._send(lambda client: client.completions.create(
+                model=self.model, prompt=PROBE_TEXT, echo=True, logprobs=1, max_tokens=1, temperature=0.0))
+        except RequestFailed as failure:
+            raise BackendError(f"openai: the server does not answer ({failure.reason}); start it or fix --base-url") from None
+        except RequestRefused as refusal:
+            if refusal.status in (401, 403):
+                raise
+            return f"/v1/completions with echo and logprobs is refused: {refusal}"
+        logprobs = response.choices[0].logprobs if response.choices else None
+        offsets = getattr(logprobs, "text_offset", None) if logprobs else None
+        if not offsets or len(offsets) < 2 or not getattr(logprobs, "token_logprobs", None):
+            return "/v1/completions ignores echo and logprobs (no prompt logprobs in the reply); serve the model with vLLM"
+        return None
+
+    async def _send(self, create: Callable[[Any], Awaitable[T]]) -> T:
+        """One API call with retries over the endpoints. Raises RequestFailed when retries run out and
+        BackendError for a request the server refuses (4xx other than 429)."""
+        openai = self._openai
+        reason, retry_after = "no attempt", None
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                self._retries[reason] += 1
+                await asyncio.sleep(self._backoff(attempt, retry_after))
+            retry_after = None
+            async with self._slots:
+                endpoint = await self._pick_endpoint()
+                endpoint.outstanding += 1
+                endpoint.requests += 1
+                self._sent += 1
+                try:
+                    result = await create(endpoint.client)
+                except openai.APITimeoutError:
+                    reason = "timeout"
+                except openai.APIConnectionError:
+                    reason = "connection"
+                except openai.RateLimitError as error:
+                    reason = "429"
+                    retry_after = _retry_after(error.response)
+                except openai.APIStatusError as error:
+                    if error.status_code < 500:
+                        fix = f"check the key in ${self.api_key_env}" if error.status_code in (401, 403) else \
+                            "fix the request settings or the server"
+                        raise RequestRefused(self._rejected(endpoint, error, fix), error.status_code) from None
+                    reason = "5xx"
+                    retry_after = _retry_after(error.response)
+                else:
+                    endpoint.consecutive_failures = 0
+                    return result
+                finally:
+                    endpoint.outstanding -= 1
+                self._endpoint_failed(endpoint)
+        self._failed += 1
+        raise RequestFailed(f"{reason} after {self.max_retries} retries")
+
+    async def _pick_endpoint(self) -> Endpoint:
+        """The healthy endpoint with the fewest requests in flight; when all are out, wait for the first back."""
+        while True:
+            now = time.monotonic()
+            healthy = [e for e in self._endpoints if e.ejected_until <= now]
+            if healthy:
+                return min(healthy, key=lambda e: e.outstanding)
+            await asyncio.sleep(min(e.ejected_until for e in self._endpoints) - now)
+
+    def _endpoint_failed(self, endpoint: Endpoint) -> None:
+        endpoint.failures += 1
+        endpoint.consecutive_failures += 1
+        if endpoint.consecutive_failures >= EJECT_AFTER and len(self._endpoints) > 1:
+            cool_down = min(EJECT_CAP, EJECT_SECONDS * 2 ** endpoint.ejections)
+            endpoint.ejections += 1
+            endpoint.ejected_until = time.monotonic() + cool_down
+            endpoint.consecutive_failures = 0
+            log.warning("openai: %s failed %d times in a row; sending its requests elsewhere for %.0f s",
+                        _without_credentials(endpoint.url), EJECT_AFTER, cool_down)
+
+    @staticmethod
+    def _backoff(attempt: int, retry_after: float | None) -> float:
+        jittered = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)))
+        return max(jittered, retry_after or 0.0)
+
+    def _rejected(self, endpoint: Endpoint, error: Any, fix: str) -> str:
+        message = _error_message(error)
+        return (f"the server at {_without_credentials(endpoint.url)} refused a request for {self.model!r} "
+                f"({error.status_code}: {self._redact(message)}); {fix}")
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._api_key, "***") if self._api_key != "EMPTY" else text
+
+
+def _continuation_loglikelihood(logprobs: Any, context_chars: int, text_chars: int) -> Loglikelihood:
+    """Sum the logprobs of the echoed tokens that end past the context. A token that straddles the
+    boundary counts for the continuation: the server tokenized context and continuation together."""
+    offsets = list(getattr(logprobs, "text_offset", None) or [])
+    token_logprobs = list(getattr(logprobs, "token_logprobs", None) or [])
+    top = list(getattr(logprobs, "top_logprobs", None) or [])
+    if not offsets or len(token_logprobs) != len(offsets):
+        raise BackendError("the server's /v1/completions reply has no prompt logprobs (echo+logprobs); "
+                           "serve the model with vLLM or drop log-likelihood tasks")
+    total, greedy, counted = 0.0, True, 0
+    for i, start in enumerate(offsets):
+        if start >= text_chars:
+            break  # the generated token that max_tokens=1 asked for
+        end = offsets[i + 1] if i + 1 < len(offsets) else text_chars
+        if end <= context_chars:
+            continue
+        value = token_logprobs[i]
+        if value is None:
+            raise BackendError("the continuation starts at the first token, which has no logprob; give a non-empty context")
+        total += value
+        counted += 1
+        alternatives = top[i] if i < len(top) and top[i] else {}
+        greedy = greedy and all(value >= other - 1e-6 for other in alternatives.values())
+    if not counted:
+        raise BackendError("the server's echoed tokens cover none of the continuation; check the served tokenizer")
+    return Loglikelihood(total, greedy)
+
+
+async def _gather(coroutines: list[Awaitable[T]]) -> list[T]:
+    return list(await asyncio.gather(*coroutines))
+
+
+async def _close_clients(endpoints: list[Endpoint]) -> None:
+    for endpoint in endpoints:
+        await endpoint.client.close()
+
+
+def _failed(failure: RequestFailed) -> Completion:
+    return Completion("", "error", error=failure.reason)
+
+
+def _shift(seed: int | None, offset: int) -> int | None:
+    return None if seed is None else seed + offset
+
+
+def _reasoning(message: Any) -> str | None:
+    """The chain of thought that DeepSeek's API (`reasoning_content`) and vLLM's reasoning parsers
+    (`reasoning_content`, newer `reasoning`) return beside the answer."""
+    extra = getattr(message, "model_extra", None) or {}
+    for name in ("reasoning_content", "reasoning"):
+        value = getattr(message, name, None) or extra.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _retry_after(response: Any) -> float | None:
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return min(float(value), BACKOFF_CAP * 4) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: the exponential backoff stands in
+
+
+def _error_message(error: Any) -> str:
+    body = getattr(error, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        message = inner.get("message") if isinstance(inner, dict) else None
+        if message:
+            return str(message).splitlines()[0]
+    return str(getattr(error, "message", error)).splitlines()[0]
+
+
+def _without_credentials(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    return urllib.parse.urlunsplit(parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")))
+
+
+def _non_negative_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UserError(f"openai option {name}={value!r} must be a non-negative integer")
+    return value
