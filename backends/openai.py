@@ -17,6 +17,7 @@ object: not in identity, describe(), logs, or error messages (they are redacted)
 from __future__ import annotations
 
 import asyncio
+import atexit
 import dataclasses
 import logging
 import os
@@ -123,6 +124,8 @@ class OpenAIBackend:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="evalkit-openai", daemon=True)
         self._thread.start()
+        # The runner never closes backends: close the connections before the interpreter tears the loop down.
+        atexit.register(self.close)
         self._endpoints = self._call(self._open_endpoints())
         self.root = self._call(self._served_root())
         parts = [f"openai:{model}", f"api={self.api}"]
@@ -195,6 +198,7 @@ class OpenAIBackend:
         }
 
     def close(self) -> None:
+        atexit.unregister(self.close)
         if self._loop.is_running():
             self._call(_close_clients(self._endpoints))
             self._loop.call_soon_threadsafe(self._loop.stop)
@@ -209,7 +213,17 @@ class OpenAIBackend:
     async def _open_endpoints(self) -> list[Endpoint]:
         # The client's own retries are off: retrying here lets a failed attempt move to another endpoint.
         return [Endpoint(url, self._openai.AsyncOpenAI(base_url=url, api_key=self._api_key, max_retries=0,
-                                                       timeout=self.timeout)) for url in self.base_urls]
+                                                       timeout=self.timeout, http_client=self._http_client()))
+                for url in self.base_urls]
+
+    def _http_client(self) -> Any:
+        """The client's aiohttp transport (`openai[aiohttp]`): half the CPU per request of its default
+        httpx transport, which at 64 requests in flight is what limits throughput on a small machine."""
+        try:
+            return self._openai.DefaultAioHttpClient(timeout=self.timeout)
+        except (AttributeError, RuntimeError):
+            log.info("openai: the aiohttp transport is not installed (pip install 'openai[aiohttp]'); using httpx")
+            return None
 
     async def _served_root(self) -> str | None:
         """The checkpoint behind the model name, as vLLM reports it in /v1/models (`root`): part of the
@@ -271,12 +285,15 @@ class OpenAIBackend:
         return completions[:1] + rest
 
     async def _completions_one_by_one(self, request: GenerateRequest, n: int) -> list[Completion]:
-        async def one(j: int) -> Completion:
-            try:
-                return (await self._ask(request, 1, _shift(request.seed, j)))[0]
-            except RequestFailed as failure:
-                return _failed(failure)
-        return list(await asyncio.gather(*(one(j) for j in range(n))))
+        if n == 1:  # the common case, without a task per completion
+            return [await self._one_completion(request, request.seed)]
+        return list(await asyncio.gather(*(self._one_completion(request, _shift(request.seed, j)) for j in range(n))))
+
+    async def _one_completion(self, request: GenerateRequest, seed: int | None) -> Completion:
+        try:
+            return (await self._ask(request, 1, seed))[0]
+        except RequestFailed as failure:
+            return _failed(failure)
 
     async def _ask(self, request: GenerateRequest, n: int, seed: int | None) -> list[Completion]:
         api = self._api_for(request)
@@ -290,20 +307,19 @@ class OpenAIBackend:
         if request.stop:
             common["stop"] = list(request.stop)
         if api == "chat":
-            messages = [dict(m) for m in self._messages(request)]
-            response = await self._send(lambda client: client.chat.completions.create(messages=messages, **common))
-            choices = sorted(response.choices, key=lambda c: c.index)
-            texts = [(c.message.content or "", _reasoning(c.message), c.finish_reason) for c in choices]
+            reply = await self._post("/chat/completions", {**common, "messages": [dict(m) for m in self._messages(request)]})
+            texts = [(_field(c, "message").get("content") or "", _reasoning(_field(c, "message")), c.get("finish_reason"))
+                     for c in _choices(reply)]
         else:
-            response = await self._send(lambda client: client.completions.create(prompt=request.prompt, **common))
-            choices = sorted(response.choices, key=lambda c: c.index)
-            texts = [(c.text or "", None, c.finish_reason) for c in choices]
+            reply = await self._post("/completions", {**common, "prompt": request.prompt})
+            texts = [(c.get("text") or "", None, c.get("finish_reason")) for c in _choices(reply)]
         if not texts:
             raise BackendError(f"the server returned no choices for a request to {self.model!r}; it is broken")
-        usage = response.usage
-        prompt_tokens = usage.prompt_tokens if usage else None
+        usage = reply.get("usage") or {}
+        prompt_tokens = usage.get("prompt_tokens")
         # Servers report one completion-token total for all n choices; each choice gets its share.
-        completion_tokens = round(usage.completion_tokens / len(texts)) if usage and texts else None
+        total = usage.get("completion_tokens")
+        completion_tokens = round(total / len(texts)) if total is not None else None
         return [Completion(text, "length" if finish == "length" else "stop", reasoning, prompt_tokens, completion_tokens)
                 for text, reasoning, finish in texts]
 
@@ -312,28 +328,41 @@ class OpenAIBackend:
             raise BackendError("loglikelihood request has an empty continuation; the task must give a non-empty one")
         text = request.context + request.continuation
         try:
-            response = await self._send(lambda client: client.completions.create(
-                model=self.model, prompt=text, echo=True, logprobs=1, max_tokens=1, temperature=0.0))
+            reply = await self._post("/completions", self._echo_body(text))
         except RequestFailed as failure:
             return Loglikelihood(float("nan"), False, error=failure.reason)
-        return _continuation_loglikelihood(response.choices[0].logprobs, len(request.context), len(text))
+        choices = _choices(reply)
+        return _continuation_loglikelihood(choices[0].get("logprobs") if choices else None, len(request.context), len(text))
+
+    def _echo_body(self, text: str) -> dict[str, Any]:
+        # max_tokens=1: servers that refuse max_tokens=0 with echo accept it; the generated token is skipped.
+        return {"model": self.model, "prompt": text, "echo": True, "logprobs": 1, "max_tokens": 1, "temperature": 0.0}
 
     async def _probe_loglikelihood(self) -> str | None:
         """Why this server cannot score log-likelihoods, or None when it can (one tiny echo request)."""
         try:
-            response = await self._send(lambda client: client.completions.create(
-                model=self.model, prompt=PROBE_TEXT, echo=True, logprobs=1, max_tokens=1, temperature=0.0))
+            reply = await self._post("/completions", self._echo_body(PROBE_TEXT))
         except RequestFailed as failure:
             raise BackendError(f"openai: the server does not answer ({failure.reason}); start it or fix --base-url") from None
         except RequestRefused as refusal:
             if refusal.status in (401, 403):
                 raise
             return f"/v1/completions with echo and logprobs is refused: {refusal}"
-        logprobs = response.choices[0].logprobs if response.choices else None
-        offsets = getattr(logprobs, "text_offset", None) if logprobs else None
-        if not offsets or len(offsets) < 2 or not getattr(logprobs, "token_logprobs", None):
+        choices = _choices(reply)
+        logprobs = (choices[0].get("logprobs") if choices else None) or {}
+        if len(logprobs.get("text_offset") or ()) < 2 or not logprobs.get("token_logprobs"):
             return "/v1/completions ignores echo and logprobs (no prompt logprobs in the reply); serve the model with vLLM"
         return None
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a JSON body and return the JSON reply. The client's generic `post` skips its per-call
+        parameter transforms and response models, which cost more CPU than the HTTP exchange itself
+        (benchmarks/http_backend.py); auth, timeouts and error mapping are the client's as usual."""
+        reply = await self._send(lambda client: client.post(path, body=body, cast_to=object))
+        if not isinstance(reply, dict):
+            raise BackendError(f"the server answered {path} with {type(reply).__name__}, not a JSON object; "
+                               f"is --base-url an OpenAI-compatible /v1 endpoint?")
+        return reply
 
     async def _send(self, create: Callable[[Any], Awaitable[T]]) -> T:
         """One API call with retries over the endpoints. Raises RequestFailed when retries run out and
@@ -409,12 +438,13 @@ class OpenAIBackend:
         return text.replace(self._api_key, "***") if self._api_key != "EMPTY" else text
 
 
-def _continuation_loglikelihood(logprobs: Any, context_chars: int, text_chars: int) -> Loglikelihood:
+def _continuation_loglikelihood(logprobs: dict[str, Any] | None, context_chars: int, text_chars: int) -> Loglikelihood:
     """Sum the logprobs of the echoed tokens that end past the context. A token that straddles the
     boundary counts for the continuation: the server tokenized context and continuation together."""
-    offsets = list(getattr(logprobs, "text_offset", None) or [])
-    token_logprobs = list(getattr(logprobs, "token_logprobs", None) or [])
-    top = list(getattr(logprobs, "top_logprobs", None) or [])
+    logprobs = logprobs or {}
+    offsets = list(logprobs.get("text_offset") or [])
+    token_logprobs = list(logprobs.get("token_logprobs") or [])
+    top = list(logprobs.get("top_logprobs") or [])
     if not offsets or len(token_logprobs) != len(offsets):
         raise BackendError("the server's /v1/completions reply has no prompt logprobs (echo+logprobs); "
                            "serve the model with vLLM or drop log-likelihood tasks")
@@ -454,12 +484,21 @@ def _shift(seed: int | None, offset: int) -> int | None:
     return None if seed is None else seed + offset
 
 
-def _reasoning(message: Any) -> str | None:
+def _choices(reply: dict[str, Any]) -> list[dict[str, Any]]:
+    choices = [c for c in reply.get("choices") or [] if isinstance(c, dict)]
+    return sorted(choices, key=lambda c: c.get("index", 0))
+
+
+def _field(choice: dict[str, Any], name: str) -> dict[str, Any]:
+    value = choice.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def _reasoning(message: dict[str, Any]) -> str | None:
     """The chain of thought that DeepSeek's API (`reasoning_content`) and vLLM's reasoning parsers
     (`reasoning_content`, newer `reasoning`) return beside the answer."""
-    extra = getattr(message, "model_extra", None) or {}
     for name in ("reasoning_content", "reasoning"):
-        value = getattr(message, name, None) or extra.get(name)
+        value = message.get(name)
         if isinstance(value, str) and value:
             return value
     return None

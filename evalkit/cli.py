@@ -40,6 +40,13 @@ def _build_parser() -> argparse.ArgumentParser:
     model.add_argument("--model", required=True, metavar="URI",
                        help=f"model URI SCHEME:LOCATION, e.g. hf:/path/to/checkpoint (schemes: {', '.join(backend_schemes())})")
     model.add_argument("--model-args", metavar="K=V,...", help="backend options, e.g. dtype=bfloat16,batch_size=8,chat_template=off")
+    server = run.add_argument_group("served models (openai:MODEL)")
+    server.add_argument("--base-url", metavar="URL[,URL...]",
+                        help="OpenAI-compatible endpoints serving the model, e.g. http://localhost:8000/v1 (default "
+                             "$OPENAI_BASE_URL); several: requests go to the least busy, a failing one is set aside")
+    server.add_argument("--api-key-env", metavar="VAR",
+                        help="environment variable holding the API key (default OPENAI_API_KEY); the key is never written")
+    server.add_argument("--max-concurrency", type=int, metavar="N", help="requests in flight over all endpoints (default 32)")
     what = run.add_argument_group("what to run")
     what.add_argument("--tasks", metavar="A,B", help="comma-separated task names (see `evalkit list`)")
     what.add_argument("--preset", metavar="NAME", help="a named protocol: tasks and generation settings (see `evalkit list`)")
@@ -72,7 +79,23 @@ def _build_parser() -> argparse.ArgumentParser:
     out.add_argument("--score-workers", type=int, metavar="N",
                      help="scoring processes for tasks with costly scorers (math, code); default one per core, at most 8")
     out.add_argument("--no-progress", action="store_true", help="no progress bars")
+    scale = run.add_argument_group("scale-out")
+    scale.add_argument("--shard", metavar="I/N",
+                       help="run only shard I of N (0-based) into its own run directory; `evalkit merge` joins the N "
+                            "shards into the run this command without --shard would write")
+    scale.add_argument("--executor", choices=("local", "ray"), default="local",
+                       help="local: this process (default); ray: shards as Ray tasks, merged at the end (pip install "
+                            "'evalkit[ray]'; joins $RAY_ADDRESS when set, where --output must be storage every node reads)")
+    scale.add_argument("--ray-shards", type=int, metavar="N",
+                       help="shards for --executor ray (default: the GPUs Ray sees for hf:/moe: models, else its CPUs)")
     run.set_defaults(handler=_cmd_run)
+
+    merge = commands.add_parser("merge", help="join the shards of a run (--shard I/N) into one run directory",
+                                description="Join the N finished shard directories of one run into the run directory "
+                                            "the unsharded command would write: same samples.jsonl and results.json.")
+    merge.add_argument("shards", nargs="+", type=Path, metavar="RUN_DIR", help="the shard directories, all N of them")
+    merge.add_argument("--output", type=Path, metavar="DIR", help="parent of the merged run (default: the first shard's parent)")
+    merge.set_defaults(handler=_cmd_merge)
 
     show = commands.add_parser("show", help="print a run's results table", description="Print a run's configuration and results.")
     show.add_argument("run_dir", type=Path, metavar="RUN")
@@ -165,7 +188,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     options = RunOptions(
         model=args.model,
         tasks=tuple(name.strip() for name in args.tasks.split(",") if name.strip()) if args.tasks else (),
-        model_args=parse_model_args(args.model_args),
+        model_args=_model_args(args),
         preset=args.preset,
         limit=args.limit,
         samples=args.samples,
@@ -180,8 +203,71 @@ def _cmd_run(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size,
         score_workers=args.score_workers,
         progress=not args.no_progress,
+        shard=_parse_shard(args.shard) if args.shard is not None else None,
     )
-    path = run(options)
+    if args.executor == "ray":
+        from evalkit.ray_executor import run_on_ray
+
+        if options.shard is not None:
+            raise UserError("--shard and --executor ray do not combine (Ray makes the shards); drop --shard")
+        path = run_on_ray(options, args.ray_shards)
+    elif args.ray_shards is not None:
+        raise UserError("--ray-shards needs --executor ray; add it or drop --ray-shards")
+    else:
+        path = run(options)
+    _print_results(path)
+    print(f"\nrun directory: {path}\nreport: {path / 'report.html'}")
+    return _exit_for_failed_requests(path)
+
+
+_SERVER_FLAGS = {"base_url": "--base-url", "api_key_env": "--api-key-env", "max_concurrency": "--max-concurrency"}
+
+
+def _model_args(args: argparse.Namespace) -> dict[str, Any]:
+    """--model-args, plus the served-model flags, which are backend options with flags of their own."""
+    options = parse_model_args(args.model_args)
+    for key, flag in _SERVER_FLAGS.items():
+        value = getattr(args, key)
+        if value is None:
+            continue
+        if not args.model.startswith("openai:"):
+            raise UserError(f"{flag} applies to openai:MODEL models only; drop it for {args.model}")
+        if key in options:
+            raise UserError(f"{flag} and --model-args {key}=... both set it; keep one")
+        options[key] = value
+    return options
+
+
+def _exit_for_failed_requests(path: Path) -> int:
+    results = RunDir(path).read_json(RESULTS)
+    backend = results.get("invocation", {}).get("backend", {})
+    if backend.get("requests_sent"):
+        reasons = ", ".join(f"{reason}: {count}" for reason, count in backend["retries_by_reason"].items())
+        print(f"requests: {backend['requests_sent']} sent, {backend['retries']} retried{f' ({reasons})' if reasons else ''}, "
+              f"{backend['failed']} failed after retries")
+    failed = sum(task.get("n_errors", 0) for task in results["tasks"].values())
+    if not failed:
+        return 0
+    print(f"evalkit: error: {failed} request(s) failed after retries; they are recorded as errors, left out of the "
+          f"metrics, and asked again when you run the same command again", file=sys.stderr)
+    return 1
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    index, sep, count = text.partition("/")
+    try:
+        shard = (int(index), int(count))
+    except ValueError:
+        shard = (-1, 0)
+    if not sep or not 0 <= shard[0] < shard[1]:
+        raise UserError(f"--shard {text!r} is not I/N with 0 <= I < N; write e.g. --shard 0/4 (shards 0/4 ... 3/4)")
+    return shard
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from evalkit.merge import merge
+
+    path = merge(args.shards, args.output)
     _print_results(path)
     print(f"\nrun directory: {path}\nreport: {path / 'report.html'}")
     return 0
@@ -281,9 +367,9 @@ def _print_results(path: Path, breakdown_key: str | None = None) -> None:
         for metric, value in task["metrics"].items():
             rows.append((name, metric, _pct(value["value"]), f"± {_pct(value['stderr'])}",
                          f"[{_pct(value['ci_low'])}, {_pct(value['ci_high'])}]", str(value["n"]), str(task["n_per_sample"]),
-                         str(task.get("n_truncated", 0))))
+                         str(task.get("n_truncated", 0)), str(task.get("n_errors", 0))))
     print()
-    _print_table(("task", "metric", "value", "stderr", "95% CI", "n", "k", "truncated"), rows)
+    _print_table(("task", "metric", "value", "stderr", "95% CI", "n", "k", "truncated", "failed"), rows)
     if breakdown_key:
         for name, task in results["tasks"].items():
             groups = task["breakdown"].get(breakdown_key)
@@ -308,6 +394,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(format="evalkit: %(levelname)s: %(message)s", level=logging.INFO, stream=sys.stderr)
+    # The HTTP client logs every request at INFO: one line per sample would bury evalkit's own messages.
+    for chatty in ("httpx", "openai"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import logging
+import math
 import os
 import platform
 import re
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from tqdm import tqdm
 
@@ -78,6 +80,7 @@ class RunOptions:
     chunk_size: int = 64
     score_workers: int | None = None  # None: one per CPU core (at most 8), for tasks with parallel_scoring
     progress: bool = True
+    shard: tuple[int, int] | None = None  # (index, count): run only plan positions p with p % count == index
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +138,24 @@ def plan_task(task: Task, settings: GenerationSettings, options: RunOptions, sam
     return TaskPlan(task, settings, sample_set, samples, prompts, digest.hexdigest())
 
 
+def shard_plans(plans: Sequence[TaskPlan], index: int, count: int) -> list[TaskPlan]:
+    """Shard `index` of `count`: the samples at plan positions p with p % count == index, with all their
+    completions. A task with no sample in this shard is left out of it."""
+    if not 0 <= index < count:
+        raise UserError(f"--shard {index}/{count} is out of range; write --shard I/N with 0 <= I < N")
+    largest = max(len(plan.samples) for plan in plans)
+    if count > largest:
+        raise UserError(f"--shard {index}/{count}: the largest task has {largest} samples, so some shards would be "
+                        f"empty; use at most {largest} shards")
+    return [dataclasses.replace(plan, samples=plan.samples[index::count], prompts=plan.prompts[index::count])
+            for plan in plans if len(plan.samples) > index]
+
+
+def shard_suffix(index: int, count: int) -> str:
+    """What a shard's directory name adds to the unsharded run's name."""
+    return f"_shard{index}of{count}"
+
+
 def sample_seed(run_seed: int, task: str, sample_id: str) -> int:
     """Seed of completion 0 of a sample; completion i uses this + i. It depends on the sample, not on
     its position, so --limit and resume never change which seed a completion gets."""
@@ -164,11 +185,20 @@ def run(options: RunOptions, backend: Backend | None = None) -> Path:
 
     definition = _run_definition(options, backend, plans)
     config_hash = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
-    rundir = RunDir(options.output / _run_name(options.model, names, config_hash))
+    name = _run_name(options.model, names, config_hash)
+    if options.shard is not None:
+        # Hashed before sharding, so that every shard and the merged run share one config_hash.
+        plans = shard_plans(plans, *options.shard)
+        name += shard_suffix(*options.shard)
+        definition = {**definition, "shard": {"index": options.shard[0], "count": options.shard[1]}}
+    rundir = RunDir(options.output / name)
     rundir.lock()
     cache = _open_cache(options, backend)
+    wall_started = time.perf_counter()
     try:
-        existing = rundir.read_samples(repair=True)
+        recorded = rundir.read_samples(repair=True)
+        # Requests that failed for good last time are asked again; their records are replaced.
+        existing = [record for record in recorded if record["outcome"] != "error"]
         started = rundir.read_json(CONFIG)["started_at"] if (rundir.path / CONFIG).exists() else _now()
         config = {**definition, **_provenance(), "config_hash": config_hash, "command": sys.argv,
                   "backend": backend.describe(), "started_at": started, "finished_at": None}
@@ -180,7 +210,10 @@ def run(options: RunOptions, backend: Backend | None = None) -> Path:
         with _Scoring(options.score_workers) as scoring:
             for plan in plans:
                 records += _Execution(plan, backend, cache, rundir, scoring, options).run(done)
-        _finish(rundir, plans, config, records, changed=len(records) > len(existing))
+        invocation = {"wall_seconds": round(time.perf_counter() - wall_started, 3),
+                      **({"backend": backend.stats()} if hasattr(backend, "stats") else {})}
+        _finish(rundir, plans, config, records, changed=len(records) > len(existing),
+                dropped=len(recorded) - len(existing), invocation=invocation)
     finally:
         cache.close()
         rundir.unlock()
@@ -188,26 +221,30 @@ def run(options: RunOptions, backend: Backend | None = None) -> Path:
 
 
 def _finish(rundir: RunDir, plans: Sequence[TaskPlan], config: dict[str, Any], records: list[dict[str, Any]],
-            changed: bool) -> None:
-    """Put samples.jsonl in plan order (so that a resumed run's file equals an uninterrupted one's),
-    aggregate, stamp the end time, and write the report unless a finished run's report is already there."""
+            changed: bool, dropped: int, invocation: Mapping[str, Any]) -> None:
+    """Put samples.jsonl in plan order (so that a resumed run's file equals an uninterrupted one's) and
+    without the `dropped` failed records that were asked again, aggregate, stamp the end time, and
+    write the report unless a finished run's report is already there."""
     order = {(plan.task.name, sample.id): (t, s) for t, plan in enumerate(plans) for s, sample in enumerate(plan.samples)}
     positions = [(*order[(r["task"], r["sample_id"])], r["sample_index"]) for r in records]
-    if positions != sorted(positions):
+    if positions != sorted(positions) or dropped:
         records = [record for _, record in sorted(zip(positions, records), key=lambda pair: pair[0])]
         rundir.rewrite_samples(records)
-    write_results(rundir, [(plan.task, plan.settings.samples) for plan in plans], records, config)
+    write_results(rundir, [(plan.task, plan.settings.samples) for plan in plans], records, config, invocation)
     rundir.write_json(CONFIG, {**config, "finished_at": _now()})
     if changed or not (rundir.path / "report.html").exists():
         write_report(rundir.path)
 
 
 def write_results(rundir: RunDir, tasks: Sequence[tuple[Task, int]], records: Sequence[Mapping[str, Any]],
-                  config: Mapping[str, Any]) -> dict[str, Any]:
+                  config: Mapping[str, Any], invocation: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """results.json. `invocation` (wall time, the backend's request counters) describes the process
+    that wrote it, not the results: it is the one part that differs between equal runs."""
     results = {
         "tasks": {task.name: task_results(task, [r for r in records if r["task"] == task.name], k) for task, k in tasks},
         "model": config["model"]["uri"],
         "config_hash": config["config_hash"],
+        **({"invocation": dict(invocation)} if invocation else {}),
     }
     rundir.write_json(RESULTS, results)
     return results
@@ -223,13 +260,15 @@ def rescore(path: Path) -> dict[str, Any]:
         records = rundir.read_samples()
         tasks = [(get_task(name), spec["generation"]["samples"]) for name, spec in config["tasks"].items()]
         for task, _ in tasks:
-            mine = [r for r in records if r["task"] == task.name]
+            # A failed request has no output to score; it stays an error until the run is continued.
+            mine = [r for r in records if r["task"] == task.name and r["outcome"] != "error"]
             for record in mine:
                 sample = Sample(record["sample_id"], None, record["target"], record["metadata"])
                 score = task.scorer(sample, _recorded_output(record))
                 record.update(answer=score.answer, score=score.value, outcome=score.outcome, details=dict(score.details))
         rundir.rewrite_samples(records)
-        results = write_results(rundir, tasks, records, config)
+        previous = rundir.read_json(RESULTS).get("invocation") if (rundir.path / RESULTS).exists() else None
+        results = write_results(rundir, tasks, records, config, previous)
         write_report(rundir.path)
         return results
     finally:
@@ -245,7 +284,10 @@ def _recorded_output(record: Mapping[str, Any]) -> Any:
 def _run_definition(options: RunOptions, backend: Backend, plans: Sequence[TaskPlan]) -> dict[str, Any]:
     """Everything that decides a run's outputs; its hash names the run directory."""
     return {
-        "model": {"uri": options.model, "options": dict(sorted(options.model_args.items())), "identity": backend.identity},
+        # Options that only say how to reach the model (endpoints, concurrency) leave the run unchanged.
+        "model": {"uri": options.model, "identity": backend.identity,
+                  "options": {key: value for key, value in sorted(options.model_args.items())
+                              if key not in getattr(backend, "transport_options", ())}},
         "seed": options.seed,
         "limit": options.limit,
         "preset": options.preset,
@@ -366,7 +408,8 @@ class _Scoring:
 
 @dataclasses.dataclass
 class _Answer:
-    """One (sample, sample index) answered by the backend or the cache, waiting to be scored."""
+    """One (sample, sample index) answered by the backend or the cache, waiting to be scored.
+    `error` set: the request failed for good; the record says so and is not scored."""
 
     sample: Sample
     index: int
@@ -375,10 +418,24 @@ class _Answer:
     fields: dict[str, Any]
     seconds: float
     cached: bool
+    error: str | None = None
+
+
+@dataclasses.dataclass
+class _Chunk:
+    """A chunk whose cached answers are known: `asks` go to the backend, `finish(replies, seconds)`
+    caches the fresh answers and returns every answer of the chunk."""
+
+    asks: list[Any]
+    finish: Callable[[list[Any], float], list[_Answer]]
 
 
 class _Execution:
-    """Runs one task's missing work in chunks; each chunk is asked, cached, scored and appended."""
+    """Runs one task's missing work in chunks; each chunk is asked, cached, scored and appended.
+
+    A backend that runs many requests at once (`max_concurrency`, e.g. an HTTP server) gets several
+    chunks in flight from worker threads, so that one slow completion never idles the rest; the cache,
+    scoring and the run directory stay on this thread."""
 
     def __init__(self, plan: TaskPlan, backend: Backend, cache: RequestCache | NoCache, rundir: RunDir,
                  scoring: _Scoring, options: RunOptions):
@@ -395,16 +452,36 @@ class _Execution:
                   dynamic_ncols=True, file=sys.stderr) as bar:
             if self.plan.task.request_kind == "generate":
                 work: Sequence[Any] = self._generate_requests(done)
-                answer = self._answer_generate
+                prepare, ask = self._prepare_generate, self.backend.generate
             else:
                 work = [(s, p) for s, p in zip(self.plan.samples, self.plan.prompts) if (self.name, s.id, 0) not in done]
-                answer = self._answer_loglikelihood
+                prepare, ask = self._prepare_loglikelihood, self.backend.loglikelihood
             written: list[dict[str, Any]] = []
-            for chunk in _chunks(work, self.options.chunk_size):
-                records = self._write(answer(chunk))
+            for answers in self._pipeline(map(prepare, _chunks(work, self.options.chunk_size)), ask):
+                records = self._write(answers)
                 written += records
                 bar.update(len(records))
         return written
+
+    def _pipeline(self, chunks: Iterator[_Chunk], ask: Callable[[list[Any]], list[Any]]) -> Iterator[list[_Answer]]:
+        window = _chunks_in_flight(self.backend, self.options.chunk_size)
+        if window == 1:
+            for chunk in chunks:
+                yield chunk.finish(*_timed(ask, chunk.asks))
+            return
+        pool = ThreadPoolExecutor(max_workers=window, thread_name_prefix="evalkit-ask")
+        in_flight: dict[Future[tuple[list[Any], float]], _Chunk] = {}
+        try:
+            for chunk in itertools.islice(chunks, window):
+                in_flight[pool.submit(_timed, ask, chunk.asks)] = chunk
+            while in_flight:
+                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    yield in_flight.pop(future).finish(*future.result())
+                    for chunk in itertools.islice(chunks, 1):
+                        in_flight[pool.submit(_timed, ask, chunk.asks)] = chunk
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _generate_requests(self, done: set[tuple[str, str, int]]) -> list[tuple[Sample, GenerateRequest]]:
         settings = self.plan.settings
@@ -419,7 +496,7 @@ class _Execution:
                     seed=base_seed + first, ref=SampleRef(self.name, sample.id, first))))
         return work
 
-    def _answer_generate(self, chunk: Sequence[tuple[Sample, GenerateRequest]]) -> list[_Answer]:
+    def _prepare_generate(self, chunk: Sequence[tuple[Sample, GenerateRequest]]) -> _Chunk:
         identity = self.backend.identity
         keys = {(r, j): generate_key(identity, request, j) for r, (_, request) in enumerate(chunk) for j in range(request.n)}
         found = self.cache.get_many(keys.values())
@@ -428,14 +505,11 @@ class _Execution:
             uncached = [j for j in range(request.n) if keys[(r, j)] not in found]
             for offset, count in _contiguous_runs(uncached):
                 asks.append((r, offset, _sub_request(request, offset, count)))
-        fresh: dict[tuple[int, int], Completion] = {}
-        seconds_each = 0.0
-        if asks:
-            started = time.perf_counter()
-            replies = self.backend.generate([ask for _, _, ask in asks])
-            elapsed = time.perf_counter() - started
+
+        def finish(replies: list[list[Completion]], elapsed: float) -> list[_Answer]:
             if len(replies) != len(asks):
                 raise BackendError(f"backend {identity} answered {len(replies)} of {len(asks)} generate requests; it is broken")
+            fresh: dict[tuple[int, int], Completion] = {}
             for (r, offset, ask), completions in zip(asks, replies):
                 if len(completions) != ask.n:
                     raise BackendError(
@@ -444,72 +518,91 @@ class _Execution:
                     )
                 for j, completion in enumerate(completions):
                     fresh[(r, offset + j)] = completion
-            self.cache.put_many({keys[key]: vars(c) for key, c in fresh.items()})
-            seconds_each = elapsed / len(fresh)
-        render = getattr(self.backend, "render", None)
-        answers = []
-        for r, (sample, request) in enumerate(chunk):
-            prompt_sent = render(request) if render else Prompt(request.prompt, request.messages).as_record()
-            for j in range(request.n):
-                completion = fresh.get((r, j)) or Completion(**found[keys[(r, j)]])
-                answers.append(_Answer(
-                    sample, request.ref.first_index + j, prompt_sent, completion.text,
-                    {"completion": completion.text, "finish_reason": completion.finish_reason, "reasoning": completion.reasoning,
-                     "loglikelihoods": None,
-                     "usage": {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens}},
-                    seconds_each if (r, j) in fresh else 0.0, (r, j) not in fresh))
-        return answers
+            # A failed request is never cached: the next run asks for it again.
+            self.cache.put_many({keys[key]: vars(c) for key, c in fresh.items() if c.finish_reason != "error"})
+            seconds_each = elapsed / len(fresh) if fresh else 0.0
+            render = getattr(self.backend, "render", None)
+            answers = []
+            for r, (sample, request) in enumerate(chunk):
+                prompt_sent = render(request) if render else Prompt(request.prompt, request.messages).as_record()
+                for j in range(request.n):
+                    completion = fresh.get((r, j)) or Completion(**found[keys[(r, j)]])
+                    answers.append(_Answer(
+                        sample, request.ref.first_index + j, prompt_sent, completion.text,
+                        {"completion": completion.text, "finish_reason": completion.finish_reason,
+                         "reasoning": completion.reasoning, "loglikelihoods": None,
+                         "usage": {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens}},
+                        seconds_each if (r, j) in fresh else 0.0, (r, j) not in fresh, completion.error))
+            return answers
 
-    def _answer_loglikelihood(self, chunk: Sequence[tuple[Sample, Prompt]]) -> list[_Answer]:
+        return _Chunk([ask for _, _, ask in asks], finish)
+
+    def _prepare_loglikelihood(self, chunk: Sequence[tuple[Sample, Prompt]]) -> _Chunk:
         identity = self.backend.identity
         requests = [[LoglikelihoodRequest(prompt.text, continuation, SampleRef(self.name, sample.id))
                      for continuation in prompt.continuations] for sample, prompt in chunk]
         keys = [[loglikelihood_key(identity, request) for request in row] for row in requests]
         found = self.cache.get_many(key for row in keys for key in row)
         asks = [(s, c) for s, row in enumerate(keys) for c, key in enumerate(row) if key not in found]
-        fresh: dict[tuple[int, int], Loglikelihood] = {}
-        seconds_each = 0.0
-        if asks:
-            started = time.perf_counter()
-            replies = self.backend.loglikelihood([requests[s][c] for s, c in asks])
-            elapsed = time.perf_counter() - started
+
+        def finish(replies: list[Loglikelihood], elapsed: float) -> list[_Answer]:
             if len(replies) != len(asks):
                 raise BackendError(f"backend {identity} answered {len(replies)} of {len(asks)} loglikelihood requests; it is broken")
             fresh = dict(zip(asks, replies))
-            self.cache.put_many({keys[s][c]: vars(reply) for (s, c), reply in fresh.items()})
-            seconds_each = elapsed / len(asks)
-        answers = []
-        for s, (sample, prompt) in enumerate(chunk):
-            values = [fresh.get((s, c)) or Loglikelihood(**found[keys[s][c]]) for c in range(len(prompt.continuations))]
-            asked = sum(1 for c in range(len(values)) if (s, c) in fresh)
-            answers.append(_Answer(
-                sample, 0, prompt.text, values,
-                {"completion": None, "finish_reason": None, "reasoning": None,
-                 "loglikelihoods": [{"continuation": cont, "logprob": v.logprob, "is_greedy": v.is_greedy}
-                                    for cont, v in zip(prompt.continuations, values)],
-                 "usage": None},
-                seconds_each * asked, asked == 0))
-        return answers
+            self.cache.put_many({keys[s][c]: vars(reply) for (s, c), reply in fresh.items() if reply.error is None})
+            seconds_each = elapsed / len(asks) if asks else 0.0
+            answers = []
+            for s, (sample, prompt) in enumerate(chunk):
+                values = [fresh.get((s, c)) or Loglikelihood(**found[keys[s][c]]) for c in range(len(prompt.continuations))]
+                asked = sum(1 for c in range(len(values)) if (s, c) in fresh)
+                error = next((v.error for v in values if v.error is not None), None)
+                answers.append(_Answer(
+                    sample, 0, prompt.text, values,
+                    {"completion": None, "finish_reason": "error" if error else None, "reasoning": None,
+                     "loglikelihoods": [{"continuation": cont, "logprob": v.logprob, "is_greedy": v.is_greedy}
+                                        for cont, v in zip(prompt.continuations, values)],
+                     "usage": None},
+                    seconds_each * asked, asked == 0, error))
+            return answers
+
+        return _Chunk([requests[s][c] for s, c in asks], finish)
 
     def _write(self, answers: Sequence[_Answer]) -> list[dict[str, Any]]:
-        scores = self.scoring.score(self.plan.task, [(a.sample, a.output) for a in answers])
-        records = [sample_record(self.name, a, score) for a, score in zip(answers, scores)]
+        scored = [a for a in answers if a.error is None]
+        scores = dict(zip(map(id, scored), self.scoring.score(self.plan.task, [(a.sample, a.output) for a in scored])))
+        records = [sample_record(self.name, a, scores.get(id(a))) for a in answers]
         self.rundir.append_samples(records)
         return records
 
 
-def sample_record(task: str, answer: _Answer, score: Score) -> dict[str, Any]:
+def _chunks_in_flight(backend: Backend, chunk_size: int) -> int:
+    """One chunk at a time for in-process backends; for one that runs `max_concurrency` requests at
+    once, enough chunks to queue twice that, so the server never waits on a chunk's slowest request."""
+    concurrency = getattr(backend, "max_concurrency", 1)
+    return 1 if concurrency <= 1 else max(2, math.ceil(2 * concurrency / chunk_size))
+
+
+def _timed(ask: Callable[[list[Any]], list[Any]], asks: list[Any]) -> tuple[list[Any], float]:
+    if not asks:
+        return [], 0.0
+    started = time.perf_counter()
+    replies = ask(asks)
+    return replies, time.perf_counter() - started
+
+
+def sample_record(task: str, answer: _Answer, score: Score | None) -> dict[str, Any]:
+    """The samples.jsonl record of an answer; `score` None for a failed request (outcome "error")."""
     return {
         "task": task,
         "sample_id": answer.sample.id,
         "sample_index": answer.index,
         "prompt": answer.prompt_sent,
         **answer.fields,
-        "answer": score.answer,
+        "answer": score.answer if score else None,
         "target": answer.sample.target,
-        "score": score.value,
-        "outcome": score.outcome,
-        "details": dict(score.details),
+        "score": score.value if score else None,
+        "outcome": score.outcome if score else "error",
+        "details": dict(score.details) if score else {"error": answer.error},
         "metadata": dict(answer.sample.metadata),
         "timing": {"seconds": round(answer.seconds, 6), "cached": answer.cached},
     }
