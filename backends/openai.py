@@ -108,9 +108,10 @@ class OpenAIBackend:
         self._api_key = os.environ.get(self.api_key_env) or "EMPTY"
         self.max_concurrency = positive_int_option(options.get("max_concurrency", DEFAULT_MAX_CONCURRENCY), "openai", "max_concurrency")
         self.max_retries = _non_negative_int(options.get("max_retries", DEFAULT_MAX_RETRIES), "max_retries")
-        self.timeout = float(options.get("timeout", DEFAULT_TIMEOUT))
-        if not self.timeout > 0:
-            raise UserError(f"openai option timeout={self.timeout!r} must be a positive number of seconds")
+        timeout = options.get("timeout", DEFAULT_TIMEOUT)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise UserError(f"openai option timeout={timeout!r} must be a positive number of seconds")
+        self.timeout = float(timeout)
         self.api = str(options.get("api", "auto"))
         if self.api not in API_MODES:
             raise UserError(f"openai option api={self.api!r} must be one of {', '.join(API_MODES)}")

@@ -12,6 +12,7 @@ process's user + system time over the timed call; the server's is reported besid
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -63,6 +64,7 @@ def main() -> None:
         # one full round first, so that the timed call starts with its connections open
         backend.generate(chat_requests(min(args.concurrency, args.requests), "warm-up"))
         requests = chat_requests(args.requests, "question")
+        gc.freeze()  # as `evalkit run` does once its plan is built
         server_cpu_before, cpu_before = process_cpu_seconds(server.process.pid), own_cpu_seconds()
         started = time.perf_counter()
         results = backend.generate(requests)

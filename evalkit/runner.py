@@ -8,6 +8,7 @@ skipped, answers in the request cache are reused, and only the rest goes to the 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import itertools
 import json
@@ -207,6 +208,10 @@ def run(options: RunOptions, backend: Backend | None = None) -> Path:
             log.info("resuming %s: %d sample records already done", rundir.path, len(existing))
         done = {(r["task"], r["sample_id"], r["sample_index"]) for r in existing}
         records = list(existing)
+        # The plan, the data and the model live for the whole run: frozen, the cyclic collector stops
+        # walking them again and again, each time stalling every thread (an HTTP backend's event loop too).
+        # Unfrozen at the end, so that a process running many runs (a notebook, a Ray worker) can free them.
+        gc.freeze()
         with _Scoring(options.score_workers) as scoring:
             for plan in plans:
                 records += _Execution(plan, backend, cache, rundir, scoring, options).run(done)
@@ -215,6 +220,7 @@ def run(options: RunOptions, backend: Backend | None = None) -> Path:
         _finish(rundir, plans, config, records, changed=len(records) > len(existing),
                 dropped=len(recorded) - len(existing), invocation=invocation)
     finally:
+        gc.unfreeze()
         cache.close()
         rundir.unlock()
     return rundir.path

@@ -304,14 +304,16 @@ class FakeServer:
                     request = await read_request(reader)
                     if request is None:
                         return
+                    # The latency is the server's whole time on a request, its own work included.
+                    due = asyncio.get_running_loop().time() + self.latency
                     status, payload = self.route(request)
                     keep_alive, body = request.keep_alive, json.dumps(payload).encode()
                 except HTTPError as error:
                     # a request we could not parse leaves the stream at an unknown position
                     keep_alive = request is not None and request.keep_alive
                     status, body = error.status, error_body(str(error), error.error_type)
-                if self.latency:
-                    await asyncio.sleep(self.latency)
+                if request is not None and self.latency:
+                    await asyncio.sleep(due - asyncio.get_running_loop().time())
                 writer.write(render_response(status, body, keep_alive))
                 await writer.drain()
                 if not keep_alive:

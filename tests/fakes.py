@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,13 +27,27 @@ class FakeBackend:
     cacheable = True
 
     def __init__(self, location: str, delay: float = 0.0, supports: str = "generate+loglikelihood", short: bool = False,
-                 fail_after: int = -1):
+                 fail_after: int = -1, concurrency: int = 1):
         self.log_path = Path(location)
         self.delay = delay
         self.short = short
         self.calls_left = fail_after  # raise on the call after this many (negative: never)
         self.supports = frozenset(supports.split("+"))
         self.identity = f"fake:v1;short={short}"
+        # Requests it runs at once, as an HTTP backend declares it; each logged call notes how many
+        # calls were in progress, so a test can see the runner overlap them.
+        self.max_concurrency = concurrency
+        self._calls_in_progress = 0
+        self._lock = threading.Lock()
+
+    def _enter(self) -> int:
+        with self._lock:
+            self._calls_in_progress += 1
+            return self._calls_in_progress
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._calls_in_progress -= 1
 
     def _log(self, entries: list[dict[str, Any]]) -> None:
         with open(self.log_path, "a") as handle:
@@ -47,7 +62,9 @@ class FakeBackend:
 
     def generate(self, requests: Sequence[GenerateRequest]) -> list[list[Completion]]:
         self._maybe_fail()
+        overlapping = self._enter()
         time.sleep(self.delay)
+        self._leave()
         results = []
         for request in requests:
             n = request.n - 1 if self.short and request.n > 1 else request.n
@@ -58,15 +75,17 @@ class FakeBackend:
                 texts.append(Completion(f"Let me think.\nAnswer: {letter}", "stop", None, 10, 5))
             results.append(texts)
         self._log([{"kind": "generate", "task": r.ref.task, "sample_id": r.ref.sample_id,
-                    "first_index": r.ref.first_index, "n": r.n} for r in requests])
+                    "first_index": r.ref.first_index, "n": r.n, "overlapping": overlapping} for r in requests])
         return results
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
         self._maybe_fail()
+        overlapping = self._enter()
         time.sleep(self.delay)
+        self._leave()
         results = [Loglikelihood(-(_number(r.context, r.continuation) % 1000) / 100, False) for r in requests]
         self._log([{"kind": "loglikelihood", "task": r.ref.task, "sample_id": r.ref.sample_id,
-                    "continuation": r.continuation} for r in requests])
+                    "continuation": r.continuation, "overlapping": overlapping} for r in requests])
         return results
 
     def describe(self) -> dict[str, Any]:

@@ -286,6 +286,7 @@ def test_generate_runs_concurrently_and_keeps_order(tmp_path):
     ({"base_url": "localhost:8000"}, "is not an http(s) URL"),
     ({"base_url": "http://127.0.0.1:9/v1", "max_concurrency": 0}, "max_concurrency=0"),
     ({"base_url": "http://127.0.0.1:9/v1", "api": "both"}, "api='both'"),
+    ({"base_url": "http://127.0.0.1:9/v1", "timeout": "soon"}, "timeout='soon'"),
     ({"base_url": "http://127.0.0.1:9/v1", "temperature": 1}, "unknown openai backend option"),
     ({"base_url": "http://127.0.0.1:9/v1"}, "cannot reach the server at http://127.0.0.1:9/v1"),
 ])
