@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from evalkit.errors import UserError
 from evalkit.report import write_report
 from evalkit.rundir import CONFIG, RunDir
-from evalkit.runner import _run_name, shard_suffix, write_results
+from evalkit.runner import run_name, shard_suffix, write_results
 from evalkit.task import get_task
 
 
@@ -62,7 +62,7 @@ def merge(paths: Sequence[Path], output: Path | None = None) -> Path:
         finished_at=max((shard.config["finished_at"] for shard in shards), key=datetime.fromisoformat),
     )
     parent = Path(output if output is not None else Path(paths[0]).parent)
-    rundir = RunDir(parent / _run_name(config["model"]["uri"], list(tasks), config["config_hash"]))
+    rundir = RunDir(parent / run_name(config["model"]["uri"], list(tasks), config["config_hash"]))
     rundir.lock()
     try:
         rundir.rewrite_samples(records)
@@ -96,7 +96,7 @@ def _check_complete(shards: list[Shard]) -> list[Shard]:
         by_index[shard.index] = shard
     missing = [index for index in range(first.count) if index not in by_index]
     if missing:
-        base = _run_name(first.config["model"]["uri"], list(first.config["tasks"]), first.config["config_hash"])
+        base = run_name(first.config["model"]["uri"], list(first.config["tasks"]), first.config["config_hash"])
         expected = first.path.parent / (base + shard_suffix(missing[0], first.count))
         raise UserError(f"shard {missing[0]}/{first.count} is missing: pass {expected} too (run the command with "
                         f"--shard {missing[0]}/{first.count} to write it)")

@@ -186,7 +186,7 @@ def run(options: RunOptions, backend: Backend | None = None) -> Path:
 
     definition = _run_definition(options, backend, plans)
     config_hash = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
-    name = _run_name(options.model, names, config_hash)
+    name = run_name(options.model, names, config_hash)
     if options.shard is not None:
         # Hashed before sharding, so that every shard and the merged run share one config_hash.
         plans = shard_plans(plans, *options.shard)
@@ -350,7 +350,8 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _run_name(model: str, tasks: Sequence[str], config_hash: str) -> str:
+def run_name(model: str, tasks: Sequence[str], config_hash: str) -> str:
+    """The run directory's name: what a person can read of model and tasks, then the config hash."""
     location = model.partition(":")[2].rstrip("/")
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(location).name or location)[:40] or "model"
     task_part = "+".join(tasks) if len(tasks) <= 3 else f"{len(tasks)}tasks"

@@ -403,6 +403,16 @@ def test_bad_run_directories_are_one_line_errors(runs: dict[str, Path], tmp_path
         gate(runs["baseline"], corrupt)
 
 
+def test_a_run_with_failed_requests_is_not_gated_on(runs: dict[str, Path], tmp_path: Path) -> None:
+    failed = tmp_path / "failed"
+    shutil.copytree(runs["same"], failed)
+    records = [json.loads(line) for line in (failed / "samples.jsonl").read_text().splitlines()]
+    records[3].update(outcome="error", score=None, answer=None, details={"error": "5xx after 8 retries"})
+    (failed / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(UserError, match=r"samples.jsonl:4 is a request that failed \(5xx after 8 retries\); run"):
+        gate(runs["baseline"], failed)
+
+
 def test_load_run_gives_one_row_per_record_and_per_metric(runs: dict[str, Path]) -> None:
     pandas = pytest.importorskip("pandas")
     import evalkit

@@ -25,6 +25,26 @@ def only_run_dir(output: Path) -> Path:
     return runs[0]
 
 
+def kill_run_when(args: list[str], output: Path, pattern: str, lines: int) -> Path:
+    """Run `evalkit run ARGS` (with the fake backend) in a child process and SIGKILL it once the
+    samples file matching OUTPUT/PATTERN holds `lines` lines; returns that file."""
+    script = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); import fakes; fakes.register(); "
+              f"from evalkit.cli import main; sys.exit(main(['run', '--no-progress', *{args!r}]))")
+    child = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    try:
+        while time.time() < deadline:
+            found = list(output.glob(pattern))
+            if found and len(found[0].read_text().splitlines()) >= lines:
+                return found[0]
+            assert child.poll() is None, "the run finished before it could be killed; slow the fake down"
+            time.sleep(0.02)
+        raise AssertionError(f"no {pattern} with {lines} lines under {output} within 60 s")
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+
+
 def comparable_samples(run: Path) -> list[dict]:
     records = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
     for record in records:
@@ -54,21 +74,8 @@ def test_killed_run_resumes_to_the_same_result_without_asking_twice(tmp_path):
     straight = only_run_dir(tmp_path / "a")
 
     args = ["--model", f"fake:{resumed_log}", "--model-args", "delay=0.1", "--output", str(tmp_path / "b"), *RESUME_ARGS]
-    script = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); import fakes; fakes.register(); "
-              f"from evalkit.cli import main; sys.exit(main(['run', '--no-progress', *{args!r}]))")
-    child = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    samples_file = None
-    while time.time() < deadline:
-        runs = [p for p in (tmp_path / "b").glob("*/samples.jsonl")]
-        if runs and len(runs[0].read_text().splitlines()) >= 50:  # past mmlu (30 lines), inside mmlu_cot
-            samples_file = runs[0]
-            break
-        assert child.poll() is None, "the run finished before it could be killed; slow the fake down"
-        time.sleep(0.02)
-    assert samples_file is not None
-    child.send_signal(signal.SIGKILL)
-    child.wait()
+    # past mmlu (30 lines), inside mmlu_cot
+    samples_file = kill_run_when(args, tmp_path / "b", "*/samples.jsonl", lines=50)
     lines_at_kill = len(samples_file.read_text().splitlines())
     assert lines_at_kill < 30 + 90
     assert not (samples_file.parent / "results.json").exists()

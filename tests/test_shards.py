@@ -1,16 +1,12 @@
 """`evalkit run --shard I/N` and `evalkit merge`: N shards merged equal the single-process run."""
 import json
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 import fakes
 from evalkit.cli import main
-from test_runner import TESTS, comparable_samples, generate_units, only_run_dir, run_cli
+from test_runner import comparable_samples, generate_units, kill_run_when, only_run_dir, run_cli
 
 GENERATE = ["--tasks", "mmlu_cot,aime24", "--data", "bundled", "--samples", "4", "--temperature", "0.7", "--seed", "3",
             "--chunk-size", "8"]
@@ -157,21 +153,8 @@ def test_killed_shard_resumes_and_merges_to_the_single_run(tmp_path, capsys):
     assert run_cli([*args, "--output", str(output), "--shard", "2/3"]) == 0
 
     shard_args = [*args, "--output", str(output), "--shard", "1/3"]
-    script = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); import fakes; fakes.register(); "
-              f"from evalkit.cli import main; sys.exit(main(['run', '--no-progress', *{shard_args!r}]))")
-    child = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    samples_file = None
-    while time.time() < deadline:
-        found = list(output.glob("*_shard1of3/samples.jsonl"))
-        if found and len(found[0].read_text().splitlines()) >= 8:  # one chunk of mmlu_cot done, 4 more to go
-            samples_file = found[0]
-            break
-        assert child.poll() is None, "the shard finished before it could be killed; slow the fake down"
-        time.sleep(0.02)
-    assert samples_file is not None
-    child.send_signal(signal.SIGKILL)
-    child.wait()
+    # one chunk of mmlu_cot done, 4 more to go
+    samples_file = kill_run_when(shard_args, output, "*_shard1of3/samples.jsonl", lines=8)
     shards = [only_shard(output, f"{index}of3") for index in range(3)]
     assert len(samples_file.read_text().splitlines()) < 40 and not (shards[1] / "results.json").exists()
     err = merge_error(list(map(str, shards)), capsys)
