@@ -46,6 +46,7 @@ EJECT_AFTER = 3  # consecutive failures before an endpoint is taken out
 EJECT_SECONDS = 5.0  # first cool-down; doubles with each ejection in a row, up to EJECT_CAP
 EJECT_CAP = 120.0
 PROBE_TEXT = "The capital of France is Paris."
+MODEL_LIST_RETRIES = 3  # at start-up: a dead server should say so within seconds
 
 T = TypeVar("T")
 
@@ -129,12 +130,9 @@ class OpenAIBackend:
         atexit.register(self.close)
         self._endpoints = self._call(self._open_endpoints())
         self.root = self._call(self._served_root())
-        parts = [f"openai:{model}", f"api={self.api}"]
-        if self.root:
-            parts.append(f"root={self.root}")
-        if self.tag is not None:
-            parts.append(f"tag={self.tag}")
-        self.identity = ";".join(parts)
+        # A tag names the checkpoint instead of the server's root, which may then be unknown.
+        checkpoint = f"tag={self.tag}" if self.tag is not None else (f"root={self.root}" if self.root else None)
+        self.identity = ";".join([f"openai:{model}", f"api={self.api}", *([checkpoint] if checkpoint else [])])
 
     # -- the Backend protocol ----------------------------------------------------------------------
 
@@ -228,25 +226,33 @@ class OpenAIBackend:
 
     async def _served_root(self) -> str | None:
         """The checkpoint behind the model name, as vLLM reports it in /v1/models (`root`): part of the
-        identity, so that cached answers of one checkpoint are never served for another of the same name."""
-        roots = set()
+        identity, so that cached answers of one checkpoint are never served for another of the same name.
+        Endpoints that cannot be reached are skipped (the others serve the run), but when none answers it is
+        an error rather than a silently different identity."""
+        roots, unreachable = set(), []
         for endpoint in self._endpoints:
+            url = _without_credentials(endpoint.url)
             try:
-                listing = await endpoint.client.models.list()
-            except self._openai.APIConnectionError as error:
-                raise BackendError(f"cannot reach the server at {_without_credentials(endpoint.url)} "
-                                   f"({self._redact(str(error))}); start it or fix --base-url") from None
-            except self._openai.AuthenticationError as error:
-                raise BackendError(self._rejected(endpoint, error, f"check the key in ${self.api_key_env}")) from None
-            except self._openai.APIStatusError as error:
-                log.info("openai: %s has no usable /models (%s); the identity names only the model",
-                         _without_credentials(endpoint.url), error.status_code)
+                listing = await self._send(lambda client: client.get("/models", cast_to=object),
+                                           pinned=endpoint, retries=min(self.max_retries, MODEL_LIST_RETRIES))
+            except RequestRefused as refusal:
+                if refusal.status in (401, 403):
+                    raise
+                log.info("openai: %s has no /models (%s); the identity names only the model", url, refusal.status)
                 continue
-            served = {entry.id: getattr(entry, "root", None) for entry in listing.data}
+            except RequestFailed as failure:
+                log.warning("openai: cannot list the models at %s (%s)", url, failure.reason)
+                unreachable.append(f"{url} ({failure.reason})")
+                continue
+            entries = listing.get("data") if isinstance(listing, dict) else None
+            served = {entry["id"]: entry.get("root") for entry in entries or [] if isinstance(entry, dict) and "id" in entry}
             if served and self.model not in served:
-                raise BackendError(f"the server at {_without_credentials(endpoint.url)} does not serve model "
-                                   f"{self.model!r}; it serves: {', '.join(sorted(served))}")
+                raise BackendError(f"the server at {url} does not serve model {self.model!r}; "
+                                   f"it serves: {', '.join(sorted(served))}")
             roots.add(served.get(self.model))
+        if len(unreachable) == len(self._endpoints) and self.tag is None:
+            raise BackendError(f"cannot reach the server at {'; '.join(unreachable)} to list its models; start it, "
+                               f"fix --base-url, or pass --model-args tag=NAME to name the checkpoint yourself")
         roots.discard(None)
         if len(roots) > 1:
             raise BackendError(f"the endpoints serve different checkpoints as {self.model!r} ({', '.join(sorted(roots))}); "
@@ -365,18 +371,20 @@ class OpenAIBackend:
                                f"is --base-url an OpenAI-compatible /v1 endpoint?")
         return reply
 
-    async def _send(self, create: Callable[[Any], Awaitable[T]]) -> T:
-        """One API call with retries over the endpoints. Raises RequestFailed when retries run out and
-        BackendError for a request the server refuses (4xx other than 429)."""
+    async def _send(self, create: Callable[[Any], Awaitable[T]], pinned: Endpoint | None = None,
+                    retries: int | None = None) -> T:
+        """One API call with retries over the endpoints (or on `pinned` alone). Raises RequestFailed when
+        retries run out and RequestRefused for a request the server refuses (4xx other than 429, 501)."""
         openai = self._openai
+        retries = self.max_retries if retries is None else retries
         reason, retry_after = "no attempt", None
-        for attempt in range(self.max_retries + 1):
+        for attempt in range(retries + 1):
             if attempt:
                 self._retries[reason] += 1
                 await asyncio.sleep(self._backoff(attempt, retry_after))
             retry_after = None
             async with self._slots:
-                endpoint = await self._pick_endpoint()
+                endpoint = pinned or await self._pick_endpoint()
                 endpoint.outstanding += 1
                 endpoint.requests += 1
                 self._sent += 1
@@ -390,7 +398,7 @@ class OpenAIBackend:
                     reason = "429"
                     retry_after = _retry_after(error.response)
                 except openai.APIStatusError as error:
-                    if error.status_code < 500:
+                    if error.status_code < 500 or error.status_code == 501:
                         fix = f"check the key in ${self.api_key_env}" if error.status_code in (401, 403) else \
                             "fix the request settings or the server"
                         raise RequestRefused(self._rejected(endpoint, error, fix), error.status_code) from None
@@ -403,7 +411,7 @@ class OpenAIBackend:
                     endpoint.outstanding -= 1
                 self._endpoint_failed(endpoint)
         self._failed += 1
-        raise RequestFailed(f"{reason} after {self.max_retries} retries")
+        raise RequestFailed(f"{reason} after {retries} retries")
 
     async def _pick_endpoint(self) -> Endpoint:
         """The healthy endpoint with the fewest requests in flight; when all are out, wait for the first back."""

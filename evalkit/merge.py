@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from evalkit.errors import UserError
 from evalkit.report import write_report
-from evalkit.rundir import CONFIG, RunDir
+from evalkit.rundir import CONFIG, RESULTS, RunDir
 from evalkit.runner import run_name, shard_suffix, write_results
 from evalkit.task import get_task
 
@@ -67,12 +67,36 @@ def merge(paths: Sequence[Path], output: Path | None = None) -> Path:
     try:
         rundir.rewrite_samples(records)
         write_results(rundir, [(get_task(name), spec["generation"]["samples"]) for name, spec in tasks.items()],
-                      records, config)
+                      records, config, _merged_invocation(shards))
         rundir.write_json(CONFIG, config)
         write_report(rundir.path)
     finally:
         rundir.unlock()
     return rundir.path
+
+
+def _merged_invocation(shards: Sequence[Shard]) -> dict[str, Any] | None:
+    """The shards' request counters added up (retries, failures, per endpoint), and the longest shard's
+    wall time: what the merged run reports as its invocation."""
+    invocations = [RunDir(shard.path).read_json(RESULTS).get("invocation") for shard in shards]
+    invocations = [invocation for invocation in invocations if invocation]
+    if not invocations:
+        return None
+    merged: dict[str, Any] = {"wall_seconds": max(invocation.get("wall_seconds", 0.0) for invocation in invocations)}
+    backends = [invocation["backend"] for invocation in invocations if invocation.get("backend")]
+    if backends:
+        merged["backend"] = _add_counters(backends)
+    return merged
+
+
+def _add_counters(values: Sequence[Any]) -> Any:
+    """Numbers added, dicts added key by key; anything else kept when the shards agree on it, else None."""
+    if all(isinstance(value, dict) for value in values):
+        keys = dict.fromkeys(key for value in values for key in value)
+        return {key: _add_counters([value[key] for value in values if key in value]) for key in keys}
+    if all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in values):
+        return sum(values)
+    return values[0] if all(value == values[0] for value in values) else None
 
 
 def _check_complete(shards: list[Shard]) -> list[Shard]:

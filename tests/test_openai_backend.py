@@ -312,3 +312,38 @@ def test_a_model_the_server_does_not_serve_is_named(tmp_path):
 def test_served_flags_apply_to_openai_models_only(tmp_path, capsys):
     assert run_cli(["--model", "fake:x", "--base-url", "http://h/v1", "--tasks", "mmlu", "--output", str(tmp_path)]) == 2
     assert "--base-url applies to openai:MODEL models only" in capsys.readouterr().err
+
+
+def test_merged_shards_add_up_their_request_counters(tmp_path):
+    with fake_openai_server() as server, fault_proxy(server.url, "--rate", "0.3", "--seed", "1", "--faults", "500") as proxy:
+        common = ["--model", "openai:fake-model", "--base-url", proxy.url, "--tasks", "math500", "--data", "bundled",
+                  "--output", str(tmp_path)]
+        for index in range(2):
+            assert run_cli([*common, "--shard", f"{index}/2"]) == 0
+        injected = proxy.stats()["injected"]["500"]
+    shards = sorted(tmp_path.glob("*_shard*of2"))
+    counters = [json.loads((shard / "results.json").read_text())["invocation"]["backend"] for shard in shards]
+    assert cli_main(["merge", *map(str, shards)]) == 0
+    merged = json.loads((only_run_dir_named(tmp_path, "fake-model_math500_") / "results.json").read_text())
+    backend = merged["invocation"]["backend"]
+    assert backend["retries"] == sum(c["retries"] for c in counters) == injected > 0
+    assert backend["requests_sent"] == sum(c["requests_sent"] for c in counters)
+    assert backend["endpoints"][proxy.url]["failures"] == injected
+
+
+def only_run_dir_named(output: Path, prefix: str) -> Path:
+    [run] = [p for p in output.iterdir() if p.name.startswith(prefix) and "_shard" not in p.name]
+    return run
+
+
+def test_a_failed_model_listing_is_retried_not_a_different_identity(tmp_path):
+    with fake_openai_server() as server:
+        clean = load_backend("openai:fake-model", base_url=server.url)
+        # Seed 1 fails the first request through the proxy: the model listing.
+        with fault_proxy(server.url, "--rate", "0.5", "--seed", "1", "--faults", "500") as proxy:
+            flaky = load_backend("openai:fake-model", base_url=proxy.url)
+            assert proxy.stats()["injected"]["500"] >= 1
+        assert flaky.identity == clean.identity == "openai:fake-model;api=auto;root=/fake/checkpoint"
+        assert flaky.stats()["retries_by_reason"]["5xx"] >= 1
+        clean.close()
+        flaky.close()
