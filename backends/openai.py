@@ -46,17 +46,19 @@ EJECT_AFTER = 3  # consecutive failures before an endpoint is taken out
 EJECT_SECONDS = 5.0  # first cool-down; doubles with each ejection in a row, up to EJECT_CAP
 EJECT_CAP = 120.0
 PROBE_TEXT = "The capital of France is Paris."
-MODEL_LIST_RETRIES = 3  # at start-up: a dead server should say so within seconds
+MODEL_LIST_RETRIES = 3  # start-up requests (model listing, probe): a dead server should say so within seconds
 
 T = TypeVar("T")
 
 
 class RequestFailed(Exception):
-    """A request that exhausted its retries; `reason` is safe to record (no key)."""
+    """A request that exhausted its retries; `reason` is safe to record (no key), `last` the kind of
+    the last failure (429, 5xx, connection, timeout)."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, last: str):
         super().__init__(reason)
         self.reason = reason
+        self.last = last
 
 
 class RequestRefused(BackendError):
@@ -348,14 +350,17 @@ class OpenAIBackend:
     async def _probe_loglikelihood(self) -> str | None:
         """Why this server cannot score log-likelihoods, or None when it can (one tiny echo request)."""
         try:
-            reply = await self._post("/completions", self._echo_body(PROBE_TEXT))
+            reply = await self._send(lambda client: client.post("/completions", body=self._echo_body(PROBE_TEXT),
+                                                                cast_to=object), retries=min(self.max_retries, MODEL_LIST_RETRIES))
         except RequestFailed as failure:
+            if failure.last == "5xx":  # some servers crash on echo: that is a missing feature, not a dead server
+                return f"/v1/completions with echo and logprobs fails ({failure.reason})"
             raise BackendError(f"openai: the server does not answer ({failure.reason}); start it or fix --base-url") from None
         except RequestRefused as refusal:
             if refusal.status in (401, 403):
                 raise
             return f"/v1/completions with echo and logprobs is refused: {refusal}"
-        choices = _choices(reply)
+        choices = _choices(reply) if isinstance(reply, dict) else []
         logprobs = (choices[0].get("logprobs") if choices else None) or {}
         if len(logprobs.get("text_offset") or ()) < 2 or not logprobs.get("token_logprobs"):
             return "/v1/completions ignores echo and logprobs (no prompt logprobs in the reply); serve the model with vLLM"
@@ -411,7 +416,7 @@ class OpenAIBackend:
                     endpoint.outstanding -= 1
                 self._endpoint_failed(endpoint)
         self._failed += 1
-        raise RequestFailed(f"{reason} after {retries} retries")
+        raise RequestFailed(f"{reason} after {retries} retries", reason)
 
     async def _pick_endpoint(self) -> Endpoint:
         """The healthy endpoint with the fewest requests in flight; when all are out, wait for the first back."""
