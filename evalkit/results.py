@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from evalkit import metrics
 from evalkit.errors import UserError
@@ -40,7 +40,7 @@ def task_results(task: Task, records: Sequence[Mapping[str, Any]], k: int) -> di
         "n_truncated": sum(1 for record in records if record.get("finish_reason") == "length"),
         "n_errors": sum(1 for record in records if record["outcome"] == "error"),
         "n_samples_with_errors": len(failed),
-        "usage": _usage_totals(records),
+        "usage": usage_totals(records),
     }
     for key in task.breakdown_keys:
         groups = [str(by_sample[s][0]["metadata"].get(key)) for s in sample_ids]
@@ -50,11 +50,13 @@ def task_results(task: Task, records: Sequence[Mapping[str, Any]], k: int) -> di
         }
     return result
 
-def _usage_totals(records: Sequence[Mapping[str, Any]]) -> dict[str, int | None]:
-    """Token totals over the records that report usage (None when none does, e.g. log-likelihood tasks)."""
+def usage_totals(entries: Iterable[Mapping[str, Any]]) -> dict[str, int | None]:
+    """Token totals over the records (or task results) that report usage; None when none does (e.g.
+    log-likelihood tasks)."""
+    entries = list(entries)
     totals: dict[str, int | None] = {}
     for field in ("prompt_tokens", "completion_tokens"):
-        values = [(record.get("usage") or {}).get(field) for record in records]
+        values = [(entry.get("usage") or {}).get(field) for entry in entries]
         known = [value for value in values if value is not None]
         totals[field] = sum(known) if known else None
     return totals

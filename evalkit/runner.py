@@ -42,7 +42,7 @@ from evalkit.backend import (
 from evalkit.cache import NoCache, RequestCache, generate_key, loglikelihood_key
 from evalkit.errors import BackendError, UserError
 from evalkit.report import write_report
-from evalkit.results import task_results
+from evalkit.results import task_results, usage_totals
 from evalkit.rundir import CONFIG, RESULTS, RunDir
 from evalkit.task import (
     DataSpec,
@@ -246,10 +246,12 @@ def write_results(rundir: RunDir, tasks: Sequence[tuple[Task, int]], records: Se
                   config: Mapping[str, Any], invocation: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """results.json. `invocation` (wall time, the backend's request counters) describes the process
     that wrote it, not the results: it is the one part that differs between equal runs."""
+    per_task = {task.name: task_results(task, [r for r in records if r["task"] == task.name], k) for task, k in tasks}
     results = {
-        "tasks": {task.name: task_results(task, [r for r in records if r["task"] == task.name], k) for task, k in tasks},
+        "tasks": per_task,
         "model": config["model"]["uri"],
         "config_hash": config["config_hash"],
+        "usage": usage_totals(per_task.values()),
         **({"invocation": dict(invocation)} if invocation else {}),
     }
     rundir.write_json(RESULTS, results)

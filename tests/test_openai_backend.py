@@ -262,7 +262,12 @@ def test_reasoning_is_kept_apart_and_truncation_is_counted(tmp_path):
     assert all(r["reasoning"] and r["reasoning"] not in r["completion"] for r in records)
     truncated = sum(r["finish_reason"] == "length" for r in records)
     assert 0 < truncated < len(records)
-    assert json.loads((run / "results.json").read_text())["tasks"]["math500"]["n_truncated"] == truncated
+    results = json.loads((run / "results.json").read_text())
+    assert results["tasks"]["math500"]["n_truncated"] == truncated
+    # token usage per sample, per task and for the run
+    completion_tokens = sum(r["usage"]["completion_tokens"] for r in records)
+    assert results["tasks"]["math500"]["usage"]["completion_tokens"] == completion_tokens
+    assert results["usage"] == results["tasks"]["math500"]["usage"]
 
 
 def test_generate_runs_concurrently_and_keeps_order(tmp_path):
