@@ -197,6 +197,10 @@ def read_run(path: Path) -> Entry:
     try:
         for task, task_results in results["tasks"].items():
             spec = config["tasks"][task]
+            if task_results.get("n_errors"):
+                # Its figure covers only the samples that were answered: not comparable with a whole run.
+                raise UserError(f"{path}: task {task} has {task_results['n_errors']} failed request(s); run the run's "
+                                f"command again to retry them before putting it on a leaderboard")
             metrics = task_results["metrics"]
             metric = headline_metric(spec, metrics, int(task_results.get("n_per_sample", 1)))
             if metric is None:

@@ -216,6 +216,16 @@ def test_run_values_and_cis_come_from_results_json(runs: dict[str, Path]) -> Non
     assert board.benchmarks == ["MMLU", "AIME 2024", "MATH-500", "HumanEval", "LiveCodeBench", "Codeforces"]
 
 
+def test_a_run_with_failed_requests_is_refused(runs: dict[str, Path], tmp_path: Path) -> None:
+    failed = tmp_path / "failed"
+    shutil.copytree(runs["r1"], failed)
+    results = json.loads((failed / "results.json").read_text())
+    results["tasks"]["aime24"]["n_errors"] = 2
+    (failed / "results.json").write_text(json.dumps(results))
+    with pytest.raises(UserError, match="task aime24 has 2 failed request\\(s\\); run the run's command again"):
+        build_leaderboard([failed])
+
+
 def test_a_five_shot_greedy_run_is_flagged_against_the_r1_figures_in_every_format(runs: dict[str, Path]) -> None:
     board = build_leaderboard([runs["mmlu"]])
     (run,) = board.runs
