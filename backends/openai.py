@@ -198,6 +198,14 @@ class OpenAIBackend:
             "endpoints": {_without_credentials(e.url): e.stats() for e in self._endpoints},
         }
 
+    def cancel(self) -> None:
+        """Abandon every request in flight: the generate() and loglikelihood() calls waiting on them
+        raise at once (the run is stopping)."""
+        def cancel_all() -> None:
+            for task in asyncio.all_tasks(self._loop):
+                task.cancel()
+        self._loop.call_soon_threadsafe(cancel_all)
+
     def close(self) -> None:
         atexit.unregister(self.close)
         if self._loop.is_running():

@@ -88,7 +88,7 @@ class Backend(Protocol):
     this process's requests, written to results.json), `max_concurrency` (requests the backend runs at
     once: the runner keeps that many busy), `unsupported_reason` ({kind: why}, for error messages),
     `transport_options` (option names that only say how to reach the model: not part of a run's
-    definition)."""
+    definition), `cancel()` (abandon the requests in flight when the run stops)."""
 
     identity: str
     supports: frozenset[RequestKind]

@@ -489,6 +489,13 @@ class _Execution:
                     yield in_flight.pop(future).finish(*future.result())
                     for chunk in itertools.islice(chunks, 1):
                         in_flight[pool.submit(_timed, ask, chunk.asks)] = chunk
+        except BaseException:
+            # Stopping (Ctrl-C, a failed chunk): abandon the other chunks' requests rather than wait for
+            # answers nobody will record (a long chain of thought takes minutes).
+            cancel = getattr(self.backend, "cancel", None)
+            if cancel is not None:
+                cancel()
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 

@@ -266,9 +266,10 @@ class FakeModel:
 
 
 class FakeServer:
-    def __init__(self, model: FakeModel, latency: float, require_key: str | None) -> None:
+    def __init__(self, model: FakeModel, latency: float, require_key: str | None, latency_paths: frozenset[str]) -> None:
         self.model = model
         self.latency = latency
+        self.latency_paths = latency_paths
         self.expected_authorization = f"Bearer {require_key}" if require_key is not None else None
 
     def route(self, request: Request) -> tuple[int, dict[str, Any]]:
@@ -312,7 +313,7 @@ class FakeServer:
                     # a request we could not parse leaves the stream at an unknown position
                     keep_alive = request is not None and request.keep_alive
                     status, body = error.status, error_body(str(error), error.error_type)
-                if request is not None and self.latency:
+                if request is not None and self.latency and request.path in self.latency_paths:
                     await asyncio.sleep(due - asyncio.get_running_loop().time())
                 writer.write(render_response(status, body, keep_alive))
                 await writer.drain()
@@ -326,7 +327,7 @@ class FakeServer:
 
 async def serve(args: argparse.Namespace) -> None:
     model = FakeModel(args.model, args.root, args.ignore_n, args.reasoning, not args.no_logprobs)
-    server = FakeServer(model, args.latency, args.require_key)
+    server = FakeServer(model, args.latency, args.require_key, frozenset(args.latency_on.split(",")))
     listener = await asyncio.start_server(server.handle, args.host, args.port, limit=MAX_HEADER_BYTES, backlog=1024)
     port = listener.sockets[0].getsockname()[1]
     print(f"listening on http://{args.host}:{port}/v1", flush=True)
@@ -338,7 +339,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed once bound)")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds every response waits before it is sent")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds a generation request takes")
+    parser.add_argument("--latency-on", default="/v1/chat/completions,/v1/completions", metavar="PATHS",
+                        help="comma-separated paths that take --latency; the others (models, stats) answer at once")
     parser.add_argument("--model", default="fake-model")
     parser.add_argument("--root", default="/fake/checkpoint", help="the `root` GET /v1/models reports")
     parser.add_argument("--ignore-n", action="store_true", help="answer one choice whatever `n` asks for")

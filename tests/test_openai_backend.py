@@ -352,3 +352,24 @@ def test_a_failed_model_listing_is_retried_not_a_different_identity(tmp_path):
         assert flaky.stats()["retries_by_reason"]["5xx"] >= 1
         clean.close()
         flaky.close()
+
+
+def test_ctrl_c_stops_at_once_with_requests_in_flight(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    with fake_openai_server("--latency", "60", "--latency-on", "/v1/chat/completions") as server:
+        command = [sys.executable, "-m", "evalkit.cli", "run", "--no-progress", "--model", "openai:fake-model",
+                   "--base-url", server.url, "--tasks", "math500", "--data", "bundled", "--chunk-size", "2",
+                   "--output", str(tmp_path)]
+        child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 30
+        while server.stats()["requests"].get("/v1/chat/completions", 0) < 8 and time.time() < deadline:
+            time.sleep(0.05)
+        started = time.perf_counter()
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=30)
+    # Requests answer after 60 s: stopping within seconds means they were abandoned, not awaited.
+    assert time.perf_counter() - started < 10
+    assert child.returncode == 130 and "interrupted" in err
