@@ -139,7 +139,8 @@ def test_a_dead_endpoint_is_set_aside_and_the_other_serves_everything(transforme
     endpoints = json.loads((two / "results.json").read_text())["invocation"]["backend"]["endpoints"]
     dead_stats, live_stats = endpoints[dead.url], endpoints[transformers_server.url]
     assert dead_stats["ejections"] >= 1 and dead_stats["failures"] == dead_stats["requests"]
-    assert live_stats["failures"] == 0 and live_stats["requests"] >= 20
+    # (a keep-alive connection the server closed may cost the live one a retry, never a sample)
+    assert live_stats["requests"] - live_stats["failures"] >= 20
 
 
 @pytest.mark.slow
