@@ -105,3 +105,15 @@ def test_ray_flags_are_checked_before_ray_starts(checkpoint, tmp_path, capsys, m
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
     assert main([*common, "--executor", "ray"]) == 2
     assert "pip install 'evalkit[ray]'" in capsys.readouterr().err
+
+
+def test_a_shard_scoring_in_a_process_pool_asks_ray_for_its_scoring_cpus(checkpoint, local_ray, tmp_path):
+    # math500 scores in a process pool: each shard asks for min(4, the 2 CPUs Ray has), so one shard runs.
+    assert main(["run", "--model", f"hf:{checkpoint}", "--tasks", "math500", "--data", "bundled", "--limit", "4",
+                 "--max-tokens", "4", "--no-progress", "--output", str(tmp_path), "--executor", "ray"]) == 0
+    assert len(list(tmp_path.glob("*_shard*of1"))) == 1 and not list(tmp_path.glob("*_shard*of2"))
+    # with --score-workers 1 a shard needs one CPU: one shard per CPU
+    assert main(["run", "--model", f"hf:{checkpoint}", "--tasks", "math500", "--data", "bundled", "--limit", "4",
+                 "--max-tokens", "4", "--no-progress", "--output", str(tmp_path / "one"), "--executor", "ray",
+                 "--score-workers", "1"]) == 0
+    assert len(list((tmp_path / "one").glob("*_shard*of2"))) == 2
