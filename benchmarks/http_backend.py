@@ -4,7 +4,10 @@ Sends --requests distinct chat requests through one `backend.generate` call to t
 (tests/fake_openai_server.py), which answers every request after exactly --latency seconds. With
 --concurrency requests in flight the server cannot be faster than concurrency / latency requests per
 second: that is the baseline, named `ideal`, and the ratio to it says how much of the server's capacity
-the backend's scheduling, HTTP client and parsing lose (target >= 0.95). Harness CPU per request is this
+the backend's scheduling, HTTP client and parsing lose (target >= 0.95). Two reference rows bound what
+is reachable: `slot limit`, since each of the concurrency slots serves its ceil(requests/concurrency)
+requests one after another, and a bare asyncio HTTP/1.1 client on keep-alive connections, which shows
+what this machine and server allow with no client library at all. Harness CPU per request is this
 process's user + system time over the timed call; the server's is reported beside it, not included.
 
     python benchmarks/http_backend.py --requests 2000 --concurrency 64 --latency 0.2
@@ -12,12 +15,15 @@ process's user + system time over the timed call; the server's is reported besid
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
+import math
 import os
 import resource
 import sys
 import time
+import urllib.parse
 from collections import Counter
 from pathlib import Path
 
@@ -49,6 +55,36 @@ def chat_requests(count: int, label: str) -> list[GenerateRequest]:
                             temperature=0.0) for i in range(count)]
 
 
+def bare_client_seconds(url: str, requests: int, concurrency: int) -> float:
+    """Wall time of as many chat requests through a bare asyncio HTTP/1.1 client, one keep-alive
+    connection per slot: the reference for what no client library costs."""
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path.rstrip("/") + "/chat/completions"
+    pending = iter(range(requests))
+
+    async def slot() -> None:
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        for i in pending:
+            body = json.dumps({"model": "fake-model", "messages": [{"role": "user", "content": f"bare {i}"}],
+                               "max_tokens": 64, "temperature": 0.0}).encode()
+            writer.write(f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAuthorization: Bearer {KEY}\r\n"
+                         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+            head = await reader.readuntil(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(f"the fake server answered {head.splitlines()[0]!r}")
+            length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:"))
+            await reader.readexactly(length)
+        writer.close()
+
+    async def all_slots() -> None:
+        await asyncio.gather(*(slot() for _ in range(concurrency)))
+
+    started = time.perf_counter()
+    asyncio.run(all_slots())
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000)
@@ -71,6 +107,7 @@ def main() -> None:
         wall_s = time.perf_counter() - started
         cpu_s = own_cpu_seconds() - cpu_before
         server_cpu_after = process_cpu_seconds(server.process.pid)
+        bare_s = bare_client_seconds(server.url, args.requests, args.concurrency)
 
     finish_reasons = Counter(completions[0].finish_reason for completions in results)
     server_cpu_s = None if server_cpu_before is None or server_cpu_after is None else server_cpu_after - server_cpu_before
@@ -82,13 +119,17 @@ def main() -> None:
         "harness_cpu_ms_per_request": 1e3 * cpu_s / args.requests,
         "server_cpu_ms_per_request": None if server_cpu_s is None else 1e3 * server_cpu_s / args.requests,
         "finish_reasons": dict(finish_reasons),
+        "bare_client_requests_per_s": args.requests / bare_s,
+        "slot_limit_requests_per_s": args.requests / (math.ceil(args.requests / args.concurrency) * args.latency),
     }
 
     print(f"openai: backend -> fake server: {args.requests:,} chat requests, concurrency {args.concurrency}, "
           f"server latency {args.latency * 1e3:g} ms")
     print(f"{'':30}{'wall s':>9}{'req/s':>9}{'x ideal':>9}")
-    print(f"{'ideal (baseline)':30}{args.requests / ideal_rps:9.2f}{ideal_rps:9.1f}{1.0:9.3f}")
-    print(f"{'evalkit openai: backend':30}{wall_s:9.2f}{rps:9.1f}{rps / ideal_rps:9.3f}")
+    slot_limit_s = math.ceil(args.requests / args.concurrency) * args.latency
+    for label, seconds in (("ideal (baseline)", args.requests / ideal_rps), ("slot limit", slot_limit_s),
+                           ("bare asyncio client", bare_s), ("evalkit openai: backend", wall_s)):
+        print(f"{label:30}{seconds:9.2f}{args.requests / seconds:9.1f}{args.requests / seconds / ideal_rps:9.3f}")
     print(f"harness CPU: {figures['harness_cpu_ms_per_request']:.3f} ms/request"
           + ("" if server_cpu_s is None else f"; server CPU (excluded): {figures['server_cpu_ms_per_request']:.3f} ms/request"))
     print("finish reasons: " + ", ".join(f"{reason} {count:,}" for reason, count in sorted(finish_reasons.items())))
