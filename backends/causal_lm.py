@@ -312,6 +312,22 @@ class CausalLMBackend:
     supports = frozenset({"generate", "loglikelihood"})
     cacheable = True
     lm: CausalLM
+    tokenizer: Any
+    batch_size: int
+    max_length: int | None
+    chat_template: ChatTemplate
+
+    def _language_model(self, passes: ForwardPasses, generation_eos: int | Sequence[int] | None, name: str) -> CausalLM:
+        """`self.lm` over `passes`, once the tokenizer, batch size, context length and template are set."""
+        return CausalLM(
+            tokenizer=self.tokenizer,
+            passes=passes,
+            batch_size=self.batch_size,
+            max_length=self.max_length,
+            chat_template_status=self.chat_template.status,
+            eos_ids=eos_token_ids(self.tokenizer, generation_eos),
+            name=name,
+        )
 
     def render(self, request: GenerateRequest) -> str:
         """The exact text sent to the model for `request`."""

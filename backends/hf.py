@@ -17,11 +17,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from evalkit.errors import BackendError, UserError
 
 from .causal_lm import (
-    CausalLM,
     CausalLMBackend,
     ChatTemplate,
     device_option,
-    eos_token_ids,
 )
 from .options import flag_option, positive_int_option, reject_unknown_options
 
@@ -162,17 +160,8 @@ class HFBackend(CausalLMBackend):
         self.dtype = str(self.model.dtype).removeprefix("torch.")
         self.max_length = requested_max or _config_context_length(self.model.config)
         self.chat_template = ChatTemplate.of(self.tokenizer, use_template)
-        self.lm = CausalLM(
-            tokenizer=self.tokenizer,
-            passes=HFForwardPasses(self.model, self.device),
-            batch_size=self.batch_size,
-            max_length=self.max_length,
-            chat_template_status=self.chat_template.status,
-            eos_ids=eos_token_ids(
-                self.tokenizer, getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
-            ),
-            name="hf",
-        )
+        generation_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        self.lm = self._language_model(HFForwardPasses(self.model, self.device), generation_eos, "hf")
 
         identity = f"hf:{self.resolved}@{self.fingerprint};dtype={self.dtype}"
         identity += f";{self.chat_template.identity}"

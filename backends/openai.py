@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import dataclasses
+import functools
 import logging
 import os
 import random
@@ -123,7 +124,6 @@ class OpenAIBackend:
         self._sent = 0
         self._failed = 0
         self._n_honoured: bool | None = None
-        self._loglikelihood_problem: str | None | bool = False  # False: not probed yet
         self._slots = asyncio.Semaphore(self.max_concurrency)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="evalkit-openai", daemon=True)
@@ -140,16 +140,20 @@ class OpenAIBackend:
 
     @property
     def supports(self) -> frozenset[str]:
-        if self._loglikelihood_problem is False:
-            self._loglikelihood_problem = self._call(self._probe_loglikelihood())
-            if self._loglikelihood_problem:
-                log.info("openai: %s cannot score log-likelihoods: %s", self.model, self._loglikelihood_problem)
         return frozenset({"generate"} if self._loglikelihood_problem else {"generate", "loglikelihood"})
 
     @property
     def unsupported_reason(self) -> dict[str, str]:
         problem = self._loglikelihood_problem
-        return {"loglikelihood": problem} if isinstance(problem, str) else {}
+        return {"loglikelihood": problem} if problem else {}
+
+    @functools.cached_property
+    def _loglikelihood_problem(self) -> str | None:
+        """Why the server cannot score log-likelihoods (None: it can), probed once, on first need."""
+        problem = self._call(self._probe_loglikelihood())
+        if problem:
+            log.info("openai: %s cannot score log-likelihoods: %s", self.model, problem)
+        return problem
 
     def generate(self, requests: Sequence[GenerateRequest]) -> list[list[Completion]]:
         return self._call(_gather([self._generate_one(request) for request in requests]))
@@ -162,7 +166,7 @@ class OpenAIBackend:
         api = self._api_for(request)
         body: dict[str, Any] = {"api": api}
         if api == "chat":
-            body["messages"] = [dict(m) for m in self._messages(request)]
+            body["messages"] = self._messages(request)
         else:
             body["prompt"] = request.prompt
         body.update(temperature=request.temperature, top_p=request.top_p, max_tokens=request.max_tokens,
@@ -278,10 +282,11 @@ class OpenAIBackend:
         return "chat"
 
     @staticmethod
-    def _messages(request: GenerateRequest) -> tuple[Any, ...]:
+    def _messages(request: GenerateRequest) -> list[dict[str, Any]]:
+        """The chat messages sent: the request's, or a raw prompt as one user message (api=chat)."""
         if request.messages is not None:
-            return request.messages
-        return ({"role": "user", "content": request.prompt},)
+            return [dict(m) for m in request.messages]
+        return [{"role": "user", "content": request.prompt}]
 
     async def _generate_one(self, request: GenerateRequest) -> list[Completion]:
         if request.n == 1 or self._n_honoured is False:
@@ -324,7 +329,7 @@ class OpenAIBackend:
         if request.stop:
             common["stop"] = list(request.stop)
         if api == "chat":
-            reply = await self._post("/chat/completions", {**common, "messages": [dict(m) for m in self._messages(request)]})
+            reply = await self._post("/chat/completions", {**common, "messages": self._messages(request)})
             texts = [(_field(c, "message").get("content") or "", _reasoning(_field(c, "message")), c.get("finish_reason"))
                      for c in _choices(reply)]
         else:

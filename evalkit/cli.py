@@ -217,7 +217,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         path = run(options)
     _print_results(path)
     print(f"\nrun directory: {path}\nreport: {path / 'report.html'}")
-    return _exit_for_failed_requests(path)
+    return _report_requests(path)
 
 
 _SERVER_FLAGS = {"base_url": "--base-url", "api_key_env": "--api-key-env", "max_concurrency": "--max-concurrency"}
@@ -238,7 +238,8 @@ def _model_args(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def _exit_for_failed_requests(path: Path) -> int:
+def _report_requests(path: Path) -> int:
+    """Print the backend's request counters (HTTP backends); the exit code: 1 when requests failed for good."""
     results = RunDir(path).read_json(RESULTS)
     backend = results.get("invocation", {}).get("backend", {})
     if backend.get("requests_sent"):

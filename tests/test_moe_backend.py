@@ -20,12 +20,8 @@ from evalkit.backends.moe.model import Transformer, set_precision  # noqa: E402
 from evalkit.backends.moe.tiny import write_tiny_checkpoint  # noqa: E402
 from evalkit.cli import main  # noqa: E402
 from evalkit.errors import BackendError, UserError  # noqa: E402
+from test_hf_backend import PROMPTS  # noqa: E402
 
-PROMPTS = (
-    "The keeper",
-    "A river begins as a thin trickle high in the hills, and the farmers",
-    "def mean(values):\n    return",
-)
 
 
 @pytest.fixture(scope="module")

@@ -11,16 +11,12 @@ from pathlib import Path
 
 import pytest
 from openai_servers import fake_openai_server, fault_proxy, free_port, serve
-from test_runner import only_run_dir
+from test_runner import comparable_samples, only_run_dir, results_without_invocation, run_cli
 
 from evalkit.backend import GenerateRequest, LoglikelihoodRequest, load_backend
 from evalkit.cli import main as cli_main
 
 SECRET = "sk-evalkit-test-5f1d0c9a7e3b"
-
-
-def run_cli(args: list[str]) -> int:
-    return cli_main(["run", "--no-progress", *args])
 
 
 def math_data(root: Path, n: int = 20) -> Path:
@@ -37,21 +33,6 @@ def math_data(root: Path, n: int = 20) -> Path:
     (root / "math500").mkdir(parents=True, exist_ok=True)
     (root / "math500" / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in out))
     return root
-
-
-def comparable_samples(run: Path) -> list[dict]:
-    """samples.jsonl without what measures time (per-sample timing, the math checker's seconds)."""
-    records = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
-    for record in records:
-        record.pop("timing")
-        record["details"].pop("seconds", None)
-    return records
-
-
-def results_without_invocation(run: Path) -> dict:
-    results = json.loads((run / "results.json").read_text())
-    results.pop("invocation", None)
-    return results
 
 
 def outputs(run: Path) -> dict:

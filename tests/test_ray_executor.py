@@ -17,8 +17,7 @@ import ray
 
 from evalkit.backends.hf_tiny import write_tiny_checkpoint
 from evalkit.cli import main
-from test_runner import comparable_samples, only_run_dir
-from test_shards import results_without_timing
+from test_runner import comparable_samples, only_run_dir, results_without_invocation
 
 ARGS = ["--model-args", "batch_size=1", "--tasks", "mmlu,mmlu_cot", "--data", "bundled", "--limit", "8",
         "--samples", "2", "--temperature", "0.7", "--max-tokens", "8", "--chunk-size", "1", "--no-progress"]
@@ -46,7 +45,7 @@ def local_ray():
 def assert_same_run(merged: Path, single: Path) -> None:
     assert merged.name == single.name
     assert comparable_samples(merged) == comparable_samples(single)
-    assert results_without_timing(merged) == results_without_timing(single)
+    assert results_without_invocation(merged) == results_without_invocation(single)
 
 
 def test_ray_run_equals_the_single_run(checkpoint, single, local_ray, tmp_path):

@@ -46,10 +46,19 @@ def kill_run_when(args: list[str], output: Path, pattern: str, lines: int) -> Pa
 
 
 def comparable_samples(run: Path) -> list[dict]:
+    """samples.jsonl without what measures time (per-sample timing, the math checker's seconds)."""
     records = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
     for record in records:
         record.pop("timing")
+        record["details"].pop("seconds", None)
     return records
+
+
+def results_without_invocation(run: Path) -> dict:
+    """results.json less what describes the process that wrote it (wall time, request counters)."""
+    results = json.loads((run / "results.json").read_text())
+    results.pop("invocation", None)
+    return results
 
 
 def generate_units(log: list[dict]) -> Counter:

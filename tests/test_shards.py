@@ -6,20 +6,12 @@ import pytest
 
 import fakes
 from evalkit.cli import main
-from test_runner import comparable_samples, generate_units, kill_run_when, only_run_dir, run_cli
+from test_runner import (comparable_samples, generate_units, kill_run_when, only_run_dir, results_without_invocation,
+                         run_cli)
 
 GENERATE = ["--tasks", "mmlu_cot,aime24", "--data", "bundled", "--samples", "4", "--temperature", "0.7", "--seed", "3",
             "--chunk-size", "8"]
 MMLU = ["--tasks", "mmlu", "--data", "bundled"]
-
-
-def results_without_timing(run: Path) -> dict:
-    """results.json less what describes the process that wrote it (wall time, backend counters)."""
-    results = json.loads((run / "results.json").read_text())
-    results.pop("invocation", None)
-    for task in results["tasks"].values():
-        task.pop("timing", None)
-    return results
 
 
 def run_shards(args: list[str], output: Path, count: int) -> list[Path]:
@@ -31,7 +23,7 @@ def run_shards(args: list[str], output: Path, count: int) -> list[Path]:
 def assert_same_run(merged: Path, single: Path) -> None:
     assert merged.name == single.name
     assert comparable_samples(merged) == comparable_samples(single)
-    assert results_without_timing(merged) == results_without_timing(single)
+    assert results_without_invocation(merged) == results_without_invocation(single)
     merged_config, single_config = (json.loads((p / "config.json").read_text()) for p in (merged, single))
     assert merged_config["config_hash"] == single_config["config_hash"]
     assert merged_config["tasks"] == single_config["tasks"] and "shard" not in merged_config

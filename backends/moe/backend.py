@@ -18,11 +18,9 @@ import torch
 from evalkit.errors import BackendError, UserError
 
 from ..causal_lm import (
-    CausalLM,
     CausalLMBackend,
     ChatTemplate,
     device_option,
-    eos_token_ids,
 )
 from ..hf import checkpoint_fingerprint
 from ..options import flag_option, positive_int_option, reject_unknown_options
@@ -109,15 +107,7 @@ class MoEBackend(CausalLMBackend):
         self.fingerprint = checkpoint_fingerprint(self.path)
         self.max_length = requested_max or self.model.args.max_seq_len
         self.chat_template = ChatTemplate.of(self.tokenizer, use_template)
-        self.lm = CausalLM(
-            tokenizer=self.tokenizer,
-            passes=MoEForwardPasses(self.model, self.device),
-            batch_size=self.batch_size,
-            max_length=self.max_length,
-            chat_template_status=self.chat_template.status,
-            eos_ids=eos_token_ids(self.tokenizer, _generation_eos(self.path)),
-            name="moe",
-        )
+        self.lm = self._language_model(MoEForwardPasses(self.model, self.device), _generation_eos(self.path), "moe")
         identity = f"moe:{self.path}@{self.fingerprint};precision={self.precision};dtype={self.dtype}"
         identity += f";{self.chat_template.identity}"
         if self.quantize:
