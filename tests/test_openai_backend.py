@@ -268,6 +268,41 @@ def test_generate_runs_concurrently_and_keeps_order(tmp_path):
     assert [r[0].text for r in replies] == [r[0].text for r in again[::-1]]
 
 
+def test_a_large_batch_runs_on_as_many_coroutines_as_requests_in_flight():
+    # One coroutine per request started all of them before the first request went out.
+    import asyncio
+    import threading
+
+    async def tasks_alive() -> int:
+        return len(asyncio.all_tasks()) - 1  # less this one
+
+    with fake_openai_server("--latency", "0.01") as server:
+        backend = load_backend("openai:fake-model", base_url=server.url, max_concurrency=4)
+        requests = [GenerateRequest(None, ({"role": "user", "content": f"question {i}"},), max_tokens=8) for i in range(300)]
+        counts: list[int] = []
+        generating = threading.Thread(target=backend.generate, args=(requests,))
+        generating.start()
+        while generating.is_alive():
+            counts.append(asyncio.run_coroutine_threadsafe(tasks_alive(), backend._loop).result())
+        generating.join()
+        backend.close()
+    # the 4 workers, the call that awaits them, and at most one body-writing task (aiohttp) per request in flight
+    assert len(counts) > 10 and max(counts) <= 4 + 1 + 4
+
+
+def test_only_the_request_headers_an_api_needs_are_sent(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    with fake_openai_server() as server:
+        backend = load_backend("openai:fake-model", base_url=server.url)
+        backend.generate([GenerateRequest(None, ({"role": "user", "content": "hi"},), max_tokens=4)])
+        backend.close()
+        seen = set(server.stats()["header_names"])
+    assert {"authorization", "content-type"} <= seen
+    # the client's telemetry: this machine's OS, architecture and Python, which cost CPU on every request
+    assert not seen & {"x-stainless-lang", "x-stainless-package-version", "x-stainless-os", "x-stainless-arch",
+                       "x-stainless-runtime", "x-stainless-runtime-version", "x-stainless-async"}
+
+
 @pytest.mark.parametrize("options, message", [
     ({}, "pass --base-url"),
     ({"base_url": "localhost:8000"}, "is not an http(s) URL"),
