@@ -48,6 +48,8 @@ EJECT_SECONDS = 5.0  # first cool-down; doubles with each ejection in a row, up 
 EJECT_CAP = 120.0
 SDK_TELEMETRY_HEADERS = ("X-Stainless-Lang", "X-Stainless-Package-Version", "X-Stainless-OS", "X-Stainless-Arch",
                          "X-Stainless-Runtime", "X-Stainless-Runtime-Version", "X-Stainless-Async")
+# The client adds these to each request unless the request removes them; its retry count is always 0 here.
+SDK_PER_REQUEST_HEADERS = ("X-Stainless-Retry-Count", "X-Stainless-Read-Timeout")
 PROBE_TEXT = "The capital of France is Paris."
 MODEL_LIST_RETRIES = 3  # start-up requests (model listing, probe): a dead server should say so within seconds
 
@@ -127,6 +129,7 @@ class OpenAIBackend:
         self._sent = 0
         self._failed = 0
         self._n_honoured: bool | None = None
+        self._request_options = {"headers": {name: openai.Omit() for name in SDK_PER_REQUEST_HEADERS}}
         self._slots = asyncio.Semaphore(self.max_concurrency)
         self._turn = asyncio.Lock()
         self._loop = asyncio.new_event_loop()
@@ -254,8 +257,7 @@ class OpenAIBackend:
         for endpoint in self._endpoints:
             url = _without_credentials(endpoint.url)
             try:
-                listing = await self._send(lambda client: client.get("/models", cast_to=object),
-                                           pinned=endpoint, retries=min(self.max_retries, MODEL_LIST_RETRIES))
+                listing = await self._send("/models", pinned=endpoint, retries=min(self.max_retries, MODEL_LIST_RETRIES))
             except RequestRefused as refusal:
                 if refusal.status in (401, 403):
                     raise
@@ -370,8 +372,7 @@ class OpenAIBackend:
     async def _probe_loglikelihood(self) -> str | None:
         """Why this server cannot score log-likelihoods, or None when it can (one tiny echo request)."""
         try:
-            reply = await self._send(lambda client: client.post("/completions", body=self._echo_body(PROBE_TEXT),
-                                                                cast_to=object), retries=min(self.max_retries, MODEL_LIST_RETRIES))
+            reply = await self._send("/completions", self._echo_body(PROBE_TEXT), retries=min(self.max_retries, MODEL_LIST_RETRIES))
         except RequestFailed as failure:
             if failure.last == "5xx":  # some servers crash on echo: that is a missing feature, not a dead server
                 return f"/v1/completions with echo and logprobs fails ({failure.reason})"
@@ -387,19 +388,22 @@ class OpenAIBackend:
         return None
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST a JSON body and return the JSON reply. The client's generic `post` skips its per-call
-        parameter transforms and response models, which cost more CPU than the HTTP exchange itself
-        (benchmarks/http_backend.py); auth, timeouts and error mapping are the client's as usual."""
-        reply = await self._send(lambda client: client.post(path, body=body, cast_to=object))
+        """POST a JSON body and return the JSON reply."""
+        reply = await self._send(path, body)
         if not isinstance(reply, dict):
             raise BackendError(f"the server answered {path} with {type(reply).__name__}, not a JSON object; "
                                f"is --base-url an OpenAI-compatible /v1 endpoint?")
         return reply
 
-    async def _send(self, create: Callable[[Any], Awaitable[T]], pinned: Endpoint | None = None,
-                    retries: int | None = None) -> T:
-        """One API call with retries over the endpoints (or on `pinned` alone). Raises RequestFailed when
-        retries run out and RequestRefused for a request the server refuses (4xx other than 429, 501)."""
+    async def _send(self, path: str, body: dict[str, Any] | None = None, pinned: Endpoint | None = None,
+                    retries: int | None = None) -> Any:
+        """GET `path` (POST `body` there) under the base URL and return the JSON reply, with retries over the
+        endpoints (or on `pinned` alone). Raises RequestFailed when retries run out and RequestRefused for a
+        request the server refuses (4xx other than 429, 501).
+
+        The client's generic get/post skip its per-call parameter transforms and response models, which
+        cost more CPU than the HTTP exchange itself, and an absolute URL skips its URL merging; auth,
+        timeouts and error mapping are the client's as usual (benchmarks/http_backend.py)."""
         openai = self._openai
         retries = self.max_retries if retries is None else retries
         reason, retry_after = "no attempt", None
@@ -415,7 +419,11 @@ class OpenAIBackend:
                 endpoint.requests += 1
                 self._sent += 1
                 try:
-                    result = await create(endpoint.client)
+                    url = endpoint.url + path
+                    if body is None:
+                        result = await endpoint.client.get(url, cast_to=object, options=self._request_options)
+                    else:
+                        result = await endpoint.client.post(url, body=body, cast_to=object, options=self._request_options)
                 except openai.APITimeoutError:
                     reason = "timeout"
                 except openai.APIConnectionError:

@@ -300,7 +300,8 @@ def test_only_the_request_headers_an_api_needs_are_sent(monkeypatch):
     assert {"authorization", "content-type"} <= seen
     # the client's telemetry: this machine's OS, architecture and Python, which cost CPU on every request
     assert not seen & {"x-stainless-lang", "x-stainless-package-version", "x-stainless-os", "x-stainless-arch",
-                       "x-stainless-runtime", "x-stainless-runtime-version", "x-stainless-async"}
+                       "x-stainless-runtime", "x-stainless-runtime-version", "x-stainless-async",
+                       "x-stainless-retry-count", "x-stainless-read-timeout"}
 
 
 @pytest.mark.parametrize("options, message", [
