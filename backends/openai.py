@@ -1,11 +1,12 @@
 """`openai:MODEL` — a model served behind an OpenAI-compatible API (vLLM, SGLang, transformers serve, a
 hosted API), reached with the official `openai` client.
 
-Requests run on one asyncio loop in a background thread, at most `max_concurrency` in flight, spread
-over one or more base URLs by least outstanding requests. 429, 5xx, dropped connections and timeouts
-are retried with exponential backoff and full jitter (at least the server's Retry-After); an endpoint
-that keeps failing is taken out for a cool-down and its requests go to the others. Any other 4xx
-stops the run with the server's message. A request that still fails after `max_retries` comes back as
+Requests run on one asyncio loop in a background thread, at most `max_concurrency` in flight (as
+many workers, each request built a loop turn after the one before), spread over one or more base
+URLs by least outstanding requests. 429, 5xx, dropped connections and timeouts are retried with
+exponential backoff and full jitter (at least the server's Retry-After); an endpoint that keeps
+failing is taken out for a cool-down and its requests go to the others. Any other 4xx stops the run
+with the server's message. A request that still fails after `max_retries` comes back as
 a completion with finish_reason "error", which the runner records, does not score, and asks again
 when the same command is run again.
 

@@ -5,7 +5,8 @@
 Answers GET /v1/models, POST /v1/chat/completions and POST /v1/completions (including echo + logprobs,
 which log-likelihood scoring relies on) with deterministic text derived from a hash of the request, so
 that a test can predict an answer by asking twice and a run is reproducible. GET /stats (outside /v1)
-counts requests per path and names the request headers seen. Once bound it prints one line, `listening on http://HOST:PORT/v1`.
+counts requests per path and names the request headers seen. Once bound it prints one line,
+`listening on http://HOST:PORT/v1`.
 
 Pure asyncio with hand-rolled HTTP/1.1 (keep-alive, Content-Length bodies): the benchmark drives it at
 hundreds of requests per second on two cores, where the server's CPU must stay out of the harness's way.
