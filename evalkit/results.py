@@ -50,6 +50,7 @@ def task_results(task: Task, records: Sequence[Mapping[str, Any]], k: int) -> di
         }
     return result
 
+
 def usage_totals(entries: Iterable[Mapping[str, Any]]) -> dict[str, int | None]:
     """Token totals over the records (or task results) that report usage; None when none does (e.g.
     log-likelihood tasks)."""

@@ -584,9 +584,8 @@ class _Execution:
         return _Chunk([requests[s][c] for s, c in asks], finish)
 
     def _write(self, answers: Sequence[_Answer]) -> list[dict[str, Any]]:
-        scored = [a for a in answers if a.error is None]
-        scores = dict(zip(map(id, scored), self.scoring.score(self.plan.task, [(a.sample, a.output) for a in scored])))
-        records = [sample_record(self.name, a, scores.get(id(a))) for a in answers]
+        scores = iter(self.scoring.score(self.plan.task, [(a.sample, a.output) for a in answers if a.error is None]))
+        records = [sample_record(self.name, a, None if a.error is not None else next(scores)) for a in answers]
         self.rundir.append_samples(records)
         return records
 
